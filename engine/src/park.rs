@@ -1,0 +1,1 @@
+//! (park: in progress)

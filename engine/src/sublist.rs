@@ -1,0 +1,1 @@
+//! (sublist: in progress)
