@@ -37,7 +37,8 @@ pub struct Publish<'a> {
     pub subject: &'a [u8],
     /// The optional reply subject.
     pub reply: Option<&'a [u8]>,
-    /// The header block (`NATS/1.0 ...\r\n\r\n`) for `HPUB`, `None` for `PUB`.
+    /// The header block (`NATS/1.0 ...\r\n\r\n`) for `HPUB`; `None` for `PUB`, and for
+    /// an `HPUB` with an empty header block (nats-server delivers that as a plain `MSG`).
     pub headers: Option<&'a [u8]>,
     /// The payload (without headers and without the trailing CRLF).
     pub payload: &'a [u8],

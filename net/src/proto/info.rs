@@ -1,0 +1,198 @@
+//! `INFO {json}`: what the server tells a client about itself, first thing after accept.
+//!
+//! Decoded with the same Go-like rules as CONNECT (missing fields and `null` keep the
+//! default, unknown fields are ignored, keys match without regard to ASCII case). The
+//! fields are those nats-server sends and clients rely on; see
+//! `nats-server-behaviour.md` §2 for why each one is needed.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::ProtoError;
+
+/// The server's self-description, in nats-server's field order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Info {
+    /// Unique id of this server instance.
+    pub server_id: String,
+    /// The server's name (nats-server defaults it to the id).
+    pub server_name: String,
+    /// Server version; must look like semver for nats.js.
+    pub version: String,
+    /// Protocol level the server speaks (1: async INFO).
+    pub proto: i32,
+    /// Address the server listens on.
+    pub host: String,
+    /// Port the server listens on (async-nats's test harness dials it).
+    pub port: u16,
+    /// The server understands `HPUB` and sends `HMSG` (async-nats needs it).
+    pub headers: bool,
+    /// Largest payload the server accepts; clients check it before publishing.
+    pub max_payload: usize,
+    /// The id of this client's connection (omitted when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub client_id: u64,
+    /// The client's address as the server sees it (omitted when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub client_ip: String,
+    /// Clients must authenticate in CONNECT (omitted when false).
+    #[serde(skip_serializing_if = "is_false")]
+    pub auth_required: bool,
+}
+
+impl Info {
+    /// Decodes an INFO argument. Anything but an object (or `null`), or a known field
+    /// of the wrong type, is [`ProtoError::BadInfo`].
+    pub fn parse(json: &[u8]) -> Result<Info, ProtoError> {
+        let mut info = Info::default();
+        let mut de = serde_json::Deserializer::from_slice(json);
+        Apply(&mut info)
+            .deserialize(&mut de)
+            .map_err(|_| ProtoError::BadInfo)?;
+        de.end().map_err(|_| ProtoError::BadInfo)?;
+        Ok(info)
+    }
+}
+
+/// Decodes one JSON value onto an [`Info`] in place.
+struct Apply<'i>(&'i mut Info);
+
+impl<'de> DeserializeSeed<'de> for Apply<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Apply<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an INFO object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let i = self.0;
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::ServerId => set(&mut i.server_id, map.next_value()?),
+                Field::ServerName => set(&mut i.server_name, map.next_value()?),
+                Field::Version => set(&mut i.version, map.next_value()?),
+                Field::Proto => set(&mut i.proto, map.next_value()?),
+                Field::Host => set(&mut i.host, map.next_value()?),
+                Field::Port => set(&mut i.port, map.next_value()?),
+                Field::Headers => set(&mut i.headers, map.next_value()?),
+                Field::MaxPayload => set(&mut i.max_payload, map.next_value()?),
+                Field::ClientId => set(&mut i.client_id, map.next_value()?),
+                Field::ClientIp => set(&mut i.client_ip, map.next_value()?),
+                Field::AuthRequired => set(&mut i.auth_required, map.next_value()?),
+                Field::Unknown => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Go leaves a field alone when the JSON value is `null`.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// The INFO fields kept here, matched without regard to case.
+enum Field {
+    ServerId,
+    ServerName,
+    Version,
+    Proto,
+    Host,
+    Port,
+    Headers,
+    MaxPayload,
+    ClientId,
+    ClientIp,
+    AuthRequired,
+    Unknown,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl Visitor<'_> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
+        const FIELDS: [(&str, Field); 11] = [
+            ("server_id", Field::ServerId),
+            ("server_name", Field::ServerName),
+            ("version", Field::Version),
+            ("proto", Field::Proto),
+            ("host", Field::Host),
+            ("port", Field::Port),
+            ("headers", Field::Headers),
+            ("max_payload", Field::MaxPayload),
+            ("client_id", Field::ClientId),
+            ("client_ip", Field::ClientIp),
+            ("auth_required", Field::AuthRequired),
+        ];
+        for (name, field) in FIELDS {
+            if key.eq_ignore_ascii_case(name) {
+                return Ok(field);
+            }
+        }
+        Ok(Field::Unknown)
+    }
+}
+
+/// `skip_serializing_if` helper.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `skip_serializing_if` helper.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nats_server_info() {
+        let json = br#"{"server_id":"NDW","server_name":"NDW","version":"2.9.10","proto":1,"go":"go1.19.8","host":"127.0.0.1","port":14222,"headers":true,"max_payload":1048576,"client_id":5,"client_ip":"127.0.0.1"} "#;
+        let i = Info::parse(json).unwrap();
+        assert_eq!((i.port, i.max_payload, i.client_id), (14222, 1_048_576, 5));
+        assert!(i.headers && !i.auth_required);
+        assert_eq!(Info::parse(b"{}").unwrap(), Info::default());
+        assert_eq!(Info::parse(b"null").unwrap(), Info::default());
+        assert_eq!(Info::parse(b"{\"port\":\"x\"}"), Err(ProtoError::BadInfo));
+        assert_eq!(Info::parse(b"garbage"), Err(ProtoError::BadInfo));
+    }
+
+    #[test]
+    fn omits_defaults() {
+        let json = serde_json::to_string(&Info::default()).unwrap();
+        assert!(!json.contains("client_id") && !json.contains("auth_required"));
+        assert!(json.contains("\"max_payload\":0"));
+    }
+}
