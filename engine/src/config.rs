@@ -1,1 +1,66 @@
-//! (config: in progress)
+//! The server's settings, with embedded defaults: `engine serve` needs no config file.
+
+use std::time::Duration;
+
+use crate::limits;
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone may connect; CONNECT's `user` is taken at face value.
+    #[default]
+    None,
+    /// CONNECT must carry this `auth_token`.
+    Token(String),
+    /// CONNECT must carry one of these `user`/`pass` pairs.
+    Users(Vec<(String, String)>),
+}
+
+impl Auth {
+    /// Whether INFO must say `auth_required`.
+    pub fn required(&self) -> bool {
+        !matches!(self, Auth::None)
+    }
+}
+
+/// Everything a running server needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Worker threads, each owning a `Poll`, its connections and a shard of subjects.
+    pub workers: usize,
+    /// Largest PUB/HPUB total size (headers + payload), in bytes.
+    pub max_payload: usize,
+    /// Longest control line, in bytes.
+    pub max_control_line: usize,
+    /// Pending outbound bytes per connection past which it is closed as a slow consumer.
+    pub max_pending: usize,
+    /// How often an idle client is sent a PING.
+    pub ping_interval: Duration,
+    /// PINGs left unanswered before the connection is closed as stale.
+    pub ping_max: u32,
+    /// Credentials required from clients.
+    pub auth: Auth,
+    /// How long a client has to send CONNECT when auth is required.
+    pub auth_timeout: Duration,
+    /// How long graceful shutdown may spend flushing before it closes anyway.
+    pub shutdown_grace: Duration,
+    /// The name INFO reports (`server_name`); the server id when empty.
+    pub server_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_payload: limits::DEFAULT_MAX_PAYLOAD_BYTES,
+            max_control_line: limits::MAX_CONTROL_LINE_BYTES,
+            max_pending: limits::DEFAULT_MAX_PENDING_BYTES,
+            ping_interval: limits::DEFAULT_PING_INTERVAL,
+            ping_max: limits::DEFAULT_PING_MAX,
+            auth: Auth::None,
+            auth_timeout: limits::DEFAULT_AUTH_TIMEOUT,
+            shutdown_grace: limits::DEFAULT_SHUTDOWN_GRACE,
+            server_name: String::new(),
+        }
+    }
+}

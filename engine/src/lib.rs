@@ -7,14 +7,22 @@
 //! - [`subject`]: validated [`subject::Pattern`]s and publish-subject checks.
 //! - [`sublist`]: the subscription index: immutable snapshots swapped with arc-swap.
 //! - [`limits`]: every cap, with its unit and why it has that value.
+//! - [`cli`]: the `engine` command line and its translation into a [`config::Config`].
 //! - [`config`]: the server's settings, with embedded defaults.
+//! - [`counters`]: per-worker counters, written by their worker only.
+//! - [`envelope`]: what crosses the rings: messages, deliveries, subscription handles.
+//! - `worker`: one thread's mio loop: connections, parsing, dispatch, flushing.
+//! - [`server`]: runs the workers on an already-bound listener until shutdown.
 //!
 //! # Never
 //! The core modules (`ring`, `park`, `subject`, `sublist`, `limits`) import no mio and read
 //! no clock. Unsafe code lives only in `ring`.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod config;
+pub mod counters;
+pub mod envelope;
 pub mod limits;
 #[cfg(all(test, engine_loom))]
 mod loom_models;
@@ -25,3 +33,4 @@ pub mod server;
 pub mod subject;
 pub mod sublist;
 pub mod sync;
+mod worker;

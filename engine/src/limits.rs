@@ -1,1 +1,69 @@
-//! (limits: in progress)
+//! Every cap the engine enforces, with its unit in the name and the reason for its value.
+
+use std::time::Duration;
+
+/// Longest control line (op name and arguments), as nats-server's `max_control_line`.
+pub const MAX_CONTROL_LINE_BYTES: usize = 4096;
+
+/// Default largest PUB/HPUB size, as nats-server's default `max_payload` (1 MiB).
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// Upper bound accepted for `--max-payload`: beyond this one client could make the server
+/// buffer unreasonable amounts per connection (nats-server warns past 8 MiB, refuses past 64 MiB).
+pub const MAX_MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default pending outbound bytes per connection before it is cut off as a slow consumer,
+/// as nats-server's default `max_pending` (64 MiB).
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default interval between server PINGs to an idle client (nats-server: 2 minutes).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
+
+/// Default number of unanswered PINGs before `Stale Connection` (nats-server: 2).
+pub const DEFAULT_PING_MAX: u32 = 2;
+
+/// Default time a client has to send CONNECT when auth is required (nats-server: 2 s).
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default time graceful shutdown spends flushing pending bytes before closing anyway.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Items each inter-worker ring holds. 4096 envelopes of a few words each is ~100 KiB per
+/// ring: enough to ride out a whole read batch of small publishes without a full ring.
+pub const RING_CAPACITY_ITEMS: usize = 4096;
+
+/// Message bytes in flight on one ring (pushed, not yet consumed). Past it the ring counts
+/// as full even with free slots, so that 4096 slots of 1 MiB messages cannot pin 4 GiB, and
+/// so that the burst a consumer hands one subscriber's socket in a batch stays far below
+/// typical `max_pending` values. 2 MiB still holds thousands of chat-sized messages.
+pub const RING_BUDGET_BYTES: u64 = 2 * 1024 * 1024;
+
+/// How long a worker naps when it is waiting for a full ring to drain (and has nothing
+/// else to do); a doorbell still wakes it at once for inbound work.
+pub const OVERFLOW_NAP: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Bytes read from a socket in one `read` call into the worker's shared read buffer.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Size of one pooled outbound chunk.
+pub const OUTBOUND_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Free outbound chunks a worker keeps for reuse; beyond that they are freed.
+pub const OUTBOUND_POOL_CHUNKS: usize = 256;
+
+/// Iovecs per vectored write.
+pub const MAX_IOVECS: usize = 64;
+
+/// Most workers: a subscriber set records its workers in a 64-bit mask.
+pub const MAX_WORKERS: usize = 64;
+
+/// Connections a server accepts at once (nats-server's default `max_connections`).
+pub const MAX_CONNECTIONS: usize = 65536;
+
+/// Reads from one connection per readiness event before others get a turn; the connection
+/// is revisited on the next loop iteration, so one fast publisher cannot starve the rest.
+pub const READS_PER_EVENT: usize = 16;
+
+/// Subscriptions one connection may hold. nats-server's default is unlimited; a cap keeps
+/// one client from growing the index without bound (`-ERR 'Maximum Subscriptions Exceeded'`).
+pub const MAX_SUBS_PER_CONN: usize = 1 << 20;

@@ -1,1 +1,186 @@
-//! (server: in progress)
+//! Runs the workers on an already-bound listener until shutdown.
+//!
+//! [`spawn`] starts one thread per worker and returns a [`ServerHandle`]; the `engine`
+//! binary and the integration tests both go through it, so tests run the real server.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_utils::CachePadded;
+use mio::{Interest, Poll, Token, Waker};
+
+use crate::config::Config;
+use crate::counters::{Counters, Snapshot};
+use crate::envelope::Envelope;
+use crate::limits;
+use crate::park::Doorbell;
+use crate::ring;
+use crate::sublist::Sublist;
+use crate::worker::{Parts, Shared, Worker};
+
+/// A server running on background threads.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+/// Starts the server on `listener` with `config`, one thread per worker.
+pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHandle> {
+    config.workers = config.workers.clamp(1, limits::MAX_WORKERS);
+    let n = config.workers;
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let mut listener = Some(mio::net::TcpListener::from_std(listener));
+
+    let mut polls = Vec::with_capacity(n);
+    let mut wakers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let poll = Poll::new()?;
+        wakers.push(Waker::new(poll.registry(), Token(1))?);
+        polls.push(poll);
+    }
+    if let Some(l) = listener.as_mut() {
+        polls[0]
+            .registry()
+            .register(l, Token(0), Interest::READABLE)?;
+    }
+
+    // One ring per ordered pair of distinct workers: producers[i][j] feeds inbound[j].
+    let mut producers: Vec<Vec<Option<ring::Producer<Envelope>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut inbound: Vec<Vec<ring::Consumer<Envelope>>> = (0..n).map(|_| Vec::new()).collect();
+    let mut inbound_from: Vec<Vec<usize>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, row) in producers.iter_mut().enumerate() {
+        for (j, cell) in row.iter_mut().enumerate() {
+            if i != j {
+                let (p, c) = ring::ring(limits::RING_CAPACITY_ITEMS);
+                *cell = Some(p);
+                inbound[j].push(c);
+                inbound_from[j].push(i);
+            }
+        }
+    }
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| flume::unbounded()).unzip();
+
+    let shared = Arc::new(Shared {
+        config,
+        sublist: Sublist::new(),
+        doorbells: (0..n).map(|_| Doorbell::new()).collect(),
+        wakers,
+        counters: (0..n)
+            .map(|_| CachePadded::new(Counters::default()))
+            .collect(),
+        consumed: (0..n * n)
+            .map(|_| CachePadded::new(AtomicU64::new(0)))
+            .collect(),
+        handoff: senders,
+        shutdown: AtomicBool::new(false),
+        server_id: server_id(),
+        addr,
+        next_client_id: AtomicU64::new(1),
+        open: AtomicUsize::new(0),
+    });
+
+    let mut threads = Vec::with_capacity(n);
+    let parts = polls
+        .into_iter()
+        .zip(producers)
+        .zip(inbound)
+        .zip(inbound_from)
+        .zip(receivers)
+        .enumerate();
+    for (id, ((((poll, producers), inbound), inbound_from), handoff)) in parts {
+        let parts = Parts {
+            id,
+            poll,
+            listener: if id == 0 { listener.take() } else { None },
+            handoff,
+            inbound,
+            inbound_from,
+            producers,
+        };
+        let shared = Arc::clone(&shared);
+        let t = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || Worker::new(parts, shared).run())?;
+        threads.push(t);
+    }
+    Ok(ServerHandle {
+        addr,
+        shared,
+        threads,
+    })
+}
+
+impl ServerHandle {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Counters summed over all workers, read while the server runs.
+    pub fn stats(&self) -> Snapshot {
+        self.shared
+            .counters
+            .iter()
+            .fold(Snapshot::default(), |acc, c| acc.merge(c.snapshot()))
+    }
+
+    /// Each worker's counters.
+    pub fn worker_stats(&self) -> Vec<Snapshot> {
+        self.shared.counters.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// Graceful shutdown: stop accepting, flush pending bytes (bounded by the configured
+    /// grace period), close every connection, join every worker thread.
+    pub fn shutdown(mut self) -> io::Result<Snapshot> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<Snapshot> {
+        self.shared.stop();
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(io::Error::other("a worker thread panicked")),
+            }
+        }
+        result.map(|()| self.stats())
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.stop_and_join();
+        }
+    }
+}
+
+/// A 22-character upper-case id, unique per start (time and pid mixed by a 64-bit hash).
+fn server_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ 0x243F_6A88_85A3_08D3;
+    let mut id = String::from("N");
+    for _ in 0..21 {
+        // splitmix64 step
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        id.push(ALPHABET[(z & 31) as usize] as char);
+    }
+    id
+}

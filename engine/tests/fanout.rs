@@ -1,0 +1,299 @@
+//! Fan-out at scale, slow consumers and shutdown, through raw TCP against the real server.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use engine::config::Config;
+use engine::server::{spawn, ServerHandle};
+use net::proto::{Op, Parser, ParserLimits, Side};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn start(config: Config) -> ServerHandle {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    spawn(listener, config).unwrap()
+}
+
+/// A raw client: a blocking socket plus the project's own client-side parser.
+struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already parsed (dropped in bulk, not per op).
+    start: usize,
+    parser: Parser,
+}
+
+/// What a raw client saw.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Msg(Vec<u8>, Vec<u8>),
+    Pong,
+    Other,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: Vec::new(),
+            start: 0,
+            parser: Parser::new(Side::Client, ParserLimits::default()),
+        };
+        raw.send(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n");
+        raw
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads until one op is complete; None on EOF.
+    fn next(&mut self) -> Option<Seen> {
+        loop {
+            if let Some((op, used)) = self.parser.parse(&self.buf[self.start..]).unwrap() {
+                let seen = match op {
+                    Op::Msg(m) => Seen::Msg(m.subject.to_vec(), m.payload.to_vec()),
+                    Op::Pong => Seen::Pong,
+                    _ => Seen::Other,
+                };
+                self.start += used;
+                return Some(seen);
+            }
+            self.buf.drain(..self.start);
+            self.start = 0;
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Round trip: every op sent before has been processed by the server.
+    fn sync(&mut self) {
+        self.send(b"PING\r\n");
+        loop {
+            match self.next() {
+                Some(Seen::Pong) => return,
+                Some(Seen::Other) => continue,
+                other => panic!("expected PONG, got {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn thousand_connections_fan_out_without_loss() {
+    let _ = rlimit::increase_nofile_limit(8192);
+    let server = start(Config {
+        workers: 2,
+        ..Config::default()
+    });
+    const SUBSCRIBERS: usize = 1000;
+    const MESSAGES: usize = 50;
+    let mut subs: Vec<Raw> = (0..SUBSCRIBERS)
+        .map(|i| {
+            let mut r = Raw::connect(server.local_addr());
+            // Half on a literal subject, half through a wildcard.
+            let pattern = if i % 2 == 0 { "fan.out" } else { "fan.*" };
+            r.send(format!("SUB {pattern} {i}\r\n").as_bytes());
+            r
+        })
+        .collect();
+    for s in subs.iter_mut() {
+        s.sync();
+    }
+    let mut publisher = Raw::connect(server.local_addr());
+    for i in 0..MESSAGES {
+        publisher.send(format!("PUB fan.out 4\r\n{i:04}\r\n").as_bytes());
+    }
+    publisher.sync();
+    for (n, s) in subs.iter_mut().enumerate() {
+        for i in 0..MESSAGES {
+            match s.next() {
+                Some(Seen::Msg(subject, payload)) => {
+                    assert_eq!(subject, b"fan.out");
+                    assert_eq!(
+                        payload,
+                        format!("{i:04}").as_bytes(),
+                        "subscriber {n}: order"
+                    );
+                }
+                other => panic!("subscriber {n} message {i}: got {other:?}"),
+            }
+        }
+    }
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats.out_msgs, (SUBSCRIBERS * MESSAGES) as u64);
+    assert_eq!(stats.in_msgs, MESSAGES as u64);
+}
+
+#[test]
+fn stalled_subscriber_is_cut_off_and_others_get_everything() {
+    const MAX_PENDING: usize = 4 * 1024 * 1024;
+    let server = start(Config {
+        workers: 2,
+        max_pending: MAX_PENDING,
+        ..Config::default()
+    });
+    let mut stalled = Raw::connect(server.local_addr());
+    stalled.send(b"SUB big 1\r\n");
+    stalled.sync();
+    let mut fast = Raw::connect(server.local_addr());
+    fast.send(b"SUB big 1\r\n");
+    fast.sync();
+
+    // 64 MiB: far past the cap plus whatever the kernel buffers for the stalled socket.
+    const COUNT: usize = 8192;
+    let payload = vec![b'x'; 8192];
+    let addr = server.local_addr();
+    let publisher = std::thread::spawn(move || {
+        let mut p = Raw::connect(addr);
+        let mut frame = Vec::new();
+        for i in 0..COUNT {
+            frame.clear();
+            frame.extend_from_slice(format!("PUB big {}\r\n", payload.len() + 8).as_bytes());
+            frame.extend_from_slice(format!("{i:08}").as_bytes());
+            frame.extend_from_slice(&payload);
+            frame.extend_from_slice(b"\r\n");
+            p.send(&frame);
+        }
+        p.sync();
+    });
+    // Read raw bytes as fast as possible (a fast consumer), then check them.
+    let frame_len = format!("MSG big 1 {}\r\n", 8200).len() + 8200 + 2;
+    let mut raw = Vec::with_capacity(COUNT * frame_len);
+    raw.extend_from_slice(&fast.buf[fast.start..]);
+    fast.start = 0;
+    let mut chunk = vec![0u8; 1 << 20];
+    while raw.len() < COUNT * frame_len {
+        // Blocking read with the socket's timeout: no sleeping.
+        let n = fast.stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "fast subscriber closed after {} bytes", raw.len());
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    fast.buf = raw;
+    for i in 0..COUNT {
+        match fast.next() {
+            Some(Seen::Msg(_, body)) => assert_eq!(&body[..8], format!("{i:08}").as_bytes()),
+            other => panic!("fast subscriber, message {i}: {other:?}"),
+        }
+    }
+    publisher.join().unwrap();
+    // The stalled one was closed by the server: draining it ends in EOF, well short of
+    // everything that was published.
+    let mut received = 0usize;
+    let mut chunk = [0u8; 64 * 1024];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "stalled connection never closed");
+        match stalled.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received += n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+    assert!(received < COUNT * 8200 / 2, "received {received} bytes");
+    assert!(
+        !String::from_utf8_lossy(&chunk).contains("-ERR"),
+        "cut off silently, as nats-server does"
+    );
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats.slow_consumers, 1);
+}
+
+#[test]
+fn shutdown_flushes_then_closes_and_stops_listening() {
+    let server = start(Config {
+        workers: 2,
+        ..Config::default()
+    });
+    let addr = server.local_addr();
+    let mut sub = Raw::connect(addr);
+    sub.send(b"SUB bye 1\r\n");
+    sub.sync();
+    let mut publisher = Raw::connect(addr);
+    for i in 0..100 {
+        publisher.send(format!("PUB bye 3\r\n{i:03}\r\n").as_bytes());
+    }
+    publisher.sync();
+    let started = Instant::now();
+    server.shutdown().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for i in 0..100 {
+        assert_eq!(
+            sub.next(),
+            Some(Seen::Msg(b"bye".to_vec(), format!("{i:03}").into_bytes()))
+        );
+    }
+    assert_eq!(sub.next(), None, "closed after the flush");
+    assert!(TcpStream::connect(addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn binary_serves_and_exits_cleanly_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // Read the log until the listening line names the port.
+    let mut log = Vec::new();
+    let addr: SocketAddr = loop {
+        let mut b = [0u8; 1024];
+        let n = stderr.read(&mut b).unwrap();
+        assert!(
+            n > 0,
+            "engine exited early: {}",
+            String::from_utf8_lossy(&log)
+        );
+        log.extend_from_slice(&b[..n]);
+        let text = String::from_utf8_lossy(&log);
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("listening for NATS clients"))
+        {
+            let at = line.find("addr=").unwrap() + 5;
+            let rest = &line[at..];
+            let end = rest.find(' ').unwrap_or(rest.len());
+            break rest[..end].parse().unwrap();
+        }
+    };
+    let mut c = Raw::connect(addr);
+    c.sync();
+    c.send(b"SUB t 1\r\nPUB t 2\r\nhi\r\n");
+    assert_eq!(c.next(), Some(Seen::Msg(b"t".to_vec(), b"hi".to_vec())));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "engine did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    assert_eq!(c.next(), None, "connection closed on shutdown");
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project: formatting, lints, docs, unit, property and
+# integration tests, loom models of the ring, benchmark smoke runs and a short fuzz run.
+# This is the README's test command; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "rustdoc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "tests (unit, property, integration, doc)"
+cargo test --workspace
+
+step "benchmarks compile and run once (criterion test mode)"
+cargo test --benches -p benches
+
+step "loom models of the ring and doorbell"
+LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" bash scripts/loom.sh
+
+step "fuzz smoke run"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
+
+echo
+echo "all checks passed"
