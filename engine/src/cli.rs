@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Pending outbound bytes per connection past which it is closed as a slow consumer.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_PENDING_BYTES)]
     pub max_pending: usize,
+    /// Subscriptions one connection may hold; a SUB beyond it gets
+    /// `-ERR 'maximum subscriptions exceeded'`.
+    #[arg(long, default_value_t = limits::MAX_SUBS_PER_CONN)]
+    pub max_subscriptions: usize,
     /// Interval between server PINGs to an idle client (e.g. 2m, 30s, 500ms).
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub ping_interval: Duration,
@@ -127,6 +131,7 @@ impl ServeArgs {
             max_payload: self.max_payload,
             max_control_line: limits::MAX_CONTROL_LINE_BYTES,
             max_pending: self.max_pending,
+            max_subscriptions: self.max_subscriptions,
             ping_interval: self.ping_interval,
             ping_max: self.ping_max,
             auth,

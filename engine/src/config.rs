@@ -34,6 +34,8 @@ pub struct Config {
     pub max_control_line: usize,
     /// Pending outbound bytes per connection past which it is closed as a slow consumer.
     pub max_pending: usize,
+    /// Subscriptions one connection may hold; a SUB beyond it is refused.
+    pub max_subscriptions: usize,
     /// How often an idle client is sent a PING.
     pub ping_interval: Duration,
     /// PINGs left unanswered before the connection is closed as stale.
@@ -55,6 +57,7 @@ impl Default for Config {
             max_payload: limits::DEFAULT_MAX_PAYLOAD_BYTES,
             max_control_line: limits::MAX_CONTROL_LINE_BYTES,
             max_pending: limits::DEFAULT_MAX_PENDING_BYTES,
+            max_subscriptions: limits::MAX_SUBS_PER_CONN,
             ping_interval: limits::DEFAULT_PING_INTERVAL,
             ping_max: limits::DEFAULT_PING_MAX,
             auth: Auth::None,

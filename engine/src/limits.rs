@@ -65,5 +65,6 @@ pub const MAX_CONNECTIONS: usize = 65536;
 pub const READS_PER_EVENT: usize = 16;
 
 /// Subscriptions one connection may hold. nats-server's default is unlimited; a cap keeps
-/// one client from growing the index without bound (`-ERR 'Maximum Subscriptions Exceeded'`).
+/// one client from growing the index without bound (`-ERR 'maximum subscriptions exceeded'`,
+/// the SUB is refused and the connection stays open, as nats-server's `max_subscriptions`).
 pub const MAX_SUBS_PER_CONN: usize = 1 << 20;

@@ -96,9 +96,6 @@ pub enum CloseReason {
     /// Unanswered PINGs passed `ping_max`.
     #[error("stale connection")]
     StaleConnection,
-    /// Too many subscriptions on one connection.
-    #[error("maximum subscriptions exceeded")]
-    MaxSubscriptions,
     /// Too many connections on the server.
     #[error("maximum connections exceeded")]
     MaxConnections,
@@ -121,7 +118,6 @@ impl CloseReason {
             CloseReason::AuthViolation => Some("'Authorization Violation'"),
             CloseReason::AuthTimeout => Some("'Authentication Timeout'"),
             CloseReason::StaleConnection => Some("'Stale Connection'"),
-            CloseReason::MaxSubscriptions => Some("'Maximum Subscriptions Exceeded'"),
             CloseReason::MaxConnections => Some("'maximum connections exceeded'"),
             _ => None,
         }
@@ -1151,8 +1147,11 @@ impl Worker {
             return;
         };
         if !c.subs.contains_key(sid) {
-            if c.subs.len() >= limits::MAX_SUBS_PER_CONN {
-                self.fail(slot, CloseReason::MaxSubscriptions);
+            if c.subs.len() >= self.shared.config.max_subscriptions {
+                // As nats-server (max_subscriptions): refuse this SUB, keep the connection.
+                self.reply(slot, |w| {
+                    proto::encode_err(w, "'maximum subscriptions exceeded'")
+                });
                 return;
             }
             let sub = SubRef(Arc::new(SubState::new(c.key, sid, pattern.clone(), queue)));

@@ -462,6 +462,24 @@ fn unsub_too_many_arguments_closes_silently() {
 }
 
 #[test]
+fn sub_over_max_subscriptions_is_refused_and_keeps_the_connection() {
+    let Some(server) = common::try_start(Config {
+        max_subscriptions: 2,
+        ..Config::default()
+    }) else {
+        return;
+    };
+    let mut c = server.client_with(CONNECT);
+    c.send(b"SUB a 1\r\nSUB b 2\r\nSUB c 3\r\n");
+    c.expect(b"-ERR 'maximum subscriptions exceeded'\r\n");
+    c.expect_open();
+    // The refused SUB delivers nothing; the accepted ones do.
+    c.send(b"PUB c 1\r\nx\r\nPUB b 1\r\ny\r\n");
+    c.expect(b"MSG b 2 1\r\ny\r\n");
+    c.expect_open();
+}
+
+#[test]
 fn unsub_unknown_sid_is_silent() {
     let (_server, mut c) = connected();
     c.send(b"UNSUB 99\r\nUNSUB 98 5\r\n");

@@ -430,6 +430,9 @@ fn reference_config(config: &Config, port: u16) -> String {
         config.ping_interval.as_millis()
     );
     let _ = writeln!(conf, "ping_max: {}", config.ping_max);
+    if config.max_subscriptions != Config::default().max_subscriptions {
+        let _ = writeln!(conf, "max_subscriptions: {}", config.max_subscriptions);
+    }
     if !config.server_name.is_empty() {
         let _ = writeln!(conf, "server_name: {:?}", config.server_name);
     }
