@@ -837,12 +837,7 @@ impl Worker {
                 self.deferred.push_back(slot);
                 return;
             }
-            let Some(c) = self
-                .clients
-                .slots
-                .get_mut(slot)
-                .and_then(|s| s.client.as_mut())
-            else {
+            let Some(c) = self.clients.at(slot) else {
                 return;
             };
             if c.close.is_some() || c.barriers_out > 0 {
@@ -1212,12 +1207,7 @@ impl Worker {
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
-            let Some(c) = self
-                .clients
-                .slots
-                .get_mut(slot)
-                .and_then(|s| s.client.as_mut())
-            else {
+            let Some(c) = self.clients.at(slot) else {
                 continue;
             };
             c.dirty = false;

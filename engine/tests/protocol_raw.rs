@@ -982,32 +982,26 @@ fn slow_consumer_is_cut_off_without_stalling_others() {
     slow.send(b"SUB s 1\r\n");
     slow.expect_open();
     let mut fast = server.client_with(CONNECT);
-    fast.send(b"SUB s 2\r\nSUB end 3\r\n");
+    fast.send(b"SUB s 2\r\n");
     fast.expect_open();
     let mut publisher = server.client_with(CONNECT);
     let payload = vec![b'x'; 1000];
     let msg = [b"PUB s 1000\r\n", &payload[..], b"\r\n"].concat();
-    let batch = msg.repeat(COUNT);
-    let writer = std::thread::spawn(move || {
-        publisher.send(&batch);
-        publisher.send(b"PUB end 0\r\n\r\n");
-        publisher.expect_open();
-    });
-    // Messages on `s` and the one on `end` have different owners, so `end` may overtake
-    // the tail of `s`: read exactly the expected number of bytes, then check them.
     let one = [b"MSG s 2 1000\r\n", &payload[..], b"\r\n"].concat();
-    let end = b"MSG end 3 0\r\n\r\n";
-    let mut got = fast.read_len(one.len() * COUNT + end.len());
-    let at = (0..=COUNT)
-        .map(|i| i * one.len())
-        .find(|&i| got[i..].starts_with(end))
-        .expect("the end marker arrived, at a message boundary");
-    got.drain(at..at + end.len());
-    assert!(
-        got == one.repeat(COUNT),
-        "every message on s, intact and in order"
-    );
-    writer.join().expect("publisher thread");
+    // Windows of 500 messages: the fast subscriber reads each window whole before the next is
+    // published, so it never lags by more than one (however the test's threads are
+    // scheduled); the slow one never reads and passes the cap.
+    const WINDOW: usize = 500;
+    let window = msg.repeat(WINDOW);
+    let expected = one.repeat(WINDOW);
+    for _ in 0..COUNT / WINDOW {
+        publisher.send(&window);
+        assert!(
+            fast.read_len(expected.len()) == expected,
+            "every message on s, intact and in order"
+        );
+    }
+    publisher.expect_open();
     let slow_bytes = slow.drain_until_closed();
     assert!(
         slow_bytes < one.len() * COUNT,
