@@ -1,0 +1,54 @@
+//! Every cap and default of the load generator, with its unit and why it has that value.
+
+/// Missing sequence numbers remembered per (publisher, subscriber) pair. A gap wider than this
+/// is still counted in full; only its oldest numbers can no longer be told apart from
+/// duplicates if they arrive late. 4096 covers any reordering a TCP-based server produces.
+pub const MAX_TRACKED_GAPS: usize = 4096;
+
+/// Connections a worker thread has in their handshake at once. Opening 10,000 at once would
+/// overflow the server's accept backlog (`net.core.somaxconn` is 4096 here) and turn into SYN
+/// retransmits of a second or more, which would be measured as connection time.
+pub const MAX_CONNECTING_PER_THREAD: usize = 256;
+
+/// Bytes read from a socket per `read` call, into a buffer shared by a thread's connections.
+pub const READ_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Unsent bytes a publisher may queue before scheduled messages are dropped (and counted as
+/// such). Far beyond what a healthy server leaves unread; it only bounds memory when a server
+/// stops reading altogether.
+pub const MAX_PUBLISHER_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
+
+/// Leftover bytes of a partial frame a connection may hold between reads: nats-server's
+/// default `max_payload` (1 MiB) plus room for the control line.
+pub const MAX_PARTIAL_FRAME_BYTES: usize = 1024 * 1024 + 8 * 1024;
+
+/// File descriptors kept beyond one per connection (stdio, epoll, wakers, files written).
+pub const SPARE_FDS: u64 = 64;
+
+/// How long to wait for every connection to be confirmed before giving up, in seconds.
+pub const CONNECT_TIMEOUT_SECS: u64 = 120;
+
+/// Largest latency the histograms hold, in nanoseconds (one minute); larger values are
+/// recorded as this value.
+pub const MAX_LATENCY_NS: u64 = 60_000_000_000;
+
+/// Significant decimal digits the latency histograms keep (0.1 % resolution).
+pub const HISTOGRAM_SIGFIGS: u8 = 3;
+
+/// Delay between telling the threads to start and the first scheduled tick, in nanoseconds,
+/// so every thread has received the start time before it is due.
+pub const START_DELAY_NS: u64 = 20_000_000;
+
+/// If no delivery has arrived for this long after publishing stopped, draining ends (seconds).
+pub const DRAIN_QUIET_SECS: f64 = 1.0;
+
+/// Default in-flight window of the closed-loop (`--max`) mode, in deliveries over all
+/// publishers: each publisher's window in messages is this divided by the deliveries one
+/// message of every publisher causes. Counting deliveries rather than messages keeps what a
+/// server must buffer similar across fan-outs (64 Ki deliveries of 128 B is 8 MiB), far below
+/// the slow-consumer limits of nats-server (64 MiB per connection) and Redis (32 MiB), and
+/// keeps closed-loop latency a measure of the server rather than of a deep queue.
+pub const DEFAULT_WINDOW_DELIVERIES: u64 = 65_536;
+
+/// Largest default window, in messages: enough pipelining to saturate a 1 -> 1 path.
+pub const MAX_DEFAULT_WINDOW_MESSAGES: u64 = 2048;

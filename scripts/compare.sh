@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Side-by-side comparison: the engine, nats-server and Redis measured by the same load
+# generator, on loopback ports of this machine.
+#
+#   scripts/compare.sh                 # full scenario set, 3 repetitions (about 15 minutes)
+#   scripts/compare.sh --reps 1 --scenarios low-load-1to1 --servers nats,redis
+#   scripts/compare.sh --list          # the scenarios
+#
+# Builds the engine and loadgen in release mode, installs nats-server and redis-server from
+# Debian if they are missing, then runs `loadgen compare` (which starts each server on a free
+# loopback port per run and writes results/<date>-compare.md, SVG plots and one JSON per run).
+# Extra arguments go to `loadgen compare`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+install_if_missing() {
+    local bin=$1 package=$2
+    if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ] && [ ! -x "/usr/bin/$bin" ]; then
+        echo "compare.sh: $bin not found; installing the Debian package $package" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo=sudo
+        $sudo apt-get update -q
+        $sudo apt-get install -y -q "$package"
+    fi
+}
+
+find_bin() {
+    local bin=$1
+    if command -v "$bin" >/dev/null 2>&1; then command -v "$bin"
+    elif [ -x "/usr/sbin/$bin" ]; then echo "/usr/sbin/$bin"
+    else echo "/usr/bin/$bin"
+    fi
+}
+
+install_if_missing nats-server nats-server
+install_if_missing redis-server redis-server
+
+cargo build --release -p engine -p loadgen
+target_dir="${CARGO_TARGET_DIR:-target}"
+
+exec "$target_dir/release/loadgen" compare \
+    --engine-bin "$target_dir/release/engine" \
+    --nats-bin "$(find_bin nats-server)" \
+    --redis-bin "$(find_bin redis-server)" \
+    "$@"
