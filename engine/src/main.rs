@@ -26,6 +26,14 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: &engine::cli::ServeArgs) -> anyhow::Result<()> {
     let config = args.to_config()?;
+    // A panic is a bug; a server missing a worker would keep accepting connections it can
+    // never serve. Report it and exit, so that a supervisor restarts a whole server.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        default_hook(panic);
+        tracing::error!(%panic, "a thread panicked; exiting");
+        std::process::exit(70);
+    }));
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => info!(limit = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
