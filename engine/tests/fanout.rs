@@ -269,6 +269,33 @@ fn binary_serves_and_exits_cleanly_on_sigterm() {
     c.sync();
     c.send(b"SUB t 1\r\nPUB t 2\r\nhi\r\n");
     assert_eq!(c.next(), Some(Seen::Msg(b"t".to_vec(), b"hi".to_vec())));
+    // Counters are readable while it runs: SIGUSR1 logs each worker's.
+    let status = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        let text = String::from_utf8_lossy(&log).to_string();
+        let counted = text
+            .lines()
+            .filter(|l| l.contains("counters") && l.contains("in_msgs"))
+            .count();
+        if counted == 2 {
+            let total_in: u64 = text
+                .lines()
+                .filter(|l| l.contains("counters"))
+                .filter_map(|l| l.split("in_msgs: ").nth(1))
+                .filter_map(|v| v.split(',').next()?.parse::<u64>().ok())
+                .sum();
+            assert_eq!(total_in, 1, "one message published so far: {text}");
+            break;
+        }
+        let mut b = [0u8; 1024];
+        let n = stderr.read(&mut b).unwrap();
+        assert!(n > 0, "engine exited early: {text}");
+        log.extend_from_slice(&b[..n]);
+    }
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
