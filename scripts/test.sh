@@ -31,7 +31,15 @@ step "fuzz smoke run"
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
-bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
+fuzz_log=$(mktemp)
+if bash fuzz/run.sh "${FUZZ_SECONDS:-20}" >"$fuzz_log" 2>&1; then
+  grep -E "^run.sh|Done [0-9]+ runs" "$fuzz_log" || true
+  rm -f "$fuzz_log"
+else
+  tail -n 60 "$fuzz_log"
+  echo "fuzzing found a crash (full log: $fuzz_log)"
+  exit 1
+fi
 
 echo
 echo "all checks passed"
