@@ -235,13 +235,24 @@ fn shutdown_flushes_then_closes_and_stops_listening() {
 
 #[test]
 fn binary_serves_and_exits_cleanly_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    /// Kills the server if the test fails before it exits on its own.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut reap = Reap(
+        Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut reap.0;
     let mut stderr = child.stderr.take().unwrap();
     // Read the log until the listening line names the port.
     let mut log = Vec::new();
