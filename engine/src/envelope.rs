@@ -28,6 +28,8 @@ pub struct Origin {
     pub conn: ConnKey,
     /// Whether that connection asked for no-responders status messages.
     pub no_responders: bool,
+    /// Whether that connection receives its own messages (CONNECT `echo`).
+    pub echo: bool,
 }
 
 /// A published message, owned, shared by every worker that delivers it.
@@ -236,6 +238,8 @@ pub enum Envelope {
         msg: Arc<Msg>,
         /// The chosen queue member.
         sub: SubRef,
+        /// Members already tried and found gone (bounded by `limits::QUEUE_REPICKS`).
+        tries: u8,
     },
     /// To a requester's worker: nobody answered `msg` (whose reply subject is set); send the
     /// `503` status to the requester's subscriptions that match the reply subject.

@@ -68,3 +68,9 @@ pub const READS_PER_EVENT: usize = 16;
 /// one client from growing the index without bound (`-ERR 'maximum subscriptions exceeded'`,
 /// the SUB is refused and the connection stays open, as nats-server's `max_subscriptions`).
 pub const MAX_SUBS_PER_CONN: usize = 1 << 20;
+
+/// Times a queue message is re-offered to another member of its group when the chosen one
+/// turned out to be gone (unsubscribed, auto-unsubscribed or closed while the message was in
+/// flight). Each try takes a fresh snapshot, so a few suffice; the bound stops a group that
+/// churns faster than messages travel from bouncing one forever.
+pub const QUEUE_REPICKS: u8 = 4;

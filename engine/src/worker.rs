@@ -167,6 +167,8 @@ struct Client {
     barriers_out: u32,
     /// PONGs to send when the barriers are acknowledged.
     pongs_owed: u32,
+    /// Whether the slot is already queued in `Worker::deferred`.
+    in_deferred: bool,
 }
 
 struct Slot {
@@ -245,6 +247,7 @@ pub(crate) struct Worker {
     rng: u64,
     tick: Duration,
     next_tick: Instant,
+    last_accept_warning: Option<Instant>,
 }
 
 /// The parts of a worker built on the spawning thread, before it moves to its own.
@@ -294,6 +297,7 @@ impl Worker {
             rng: 0x9E37_79B9_7F4A_7C15 ^ (parts.id as u64 + 1),
             tick,
             next_tick: Instant::now() + tick,
+            last_accept_warning: None,
             shared,
         }
     }
@@ -413,7 +417,12 @@ impl Worker {
                     self.deliver(sub, &view, true);
                 }
             }
-            Envelope::DeliverOne { msg, sub } => self.deliver(&sub, &msg.view(), true),
+            Envelope::DeliverOne { msg, sub, tries } => {
+                let view = msg.view();
+                if !self.deliver(&sub, &view, true) {
+                    self.repick(&sub, &view, &msg, tries);
+                }
+            }
             Envelope::NoResponders(msg) => self.no_responders_here(&msg.view()),
             Envelope::Barrier(conn) => {
                 self.send(usize::from(conn.worker), Envelope::BarrierAck(conn))
@@ -500,7 +509,19 @@ impl Worker {
     fn dispatch(&mut self, view: &MsgView<'_>, shared: Option<&Arc<Msg>>) {
         let mut sets = std::mem::take(&mut self.scratch);
         self.shared.sublist.matches(view.subject, &mut sets);
-        if sets.is_empty() {
+        // Nobody to answer: no match at all, or (echo off) only the requester itself.
+        let nobody = sets.is_empty()
+            || (view.reply.is_some()
+                && view.origin.no_responders
+                && !view.origin.echo
+                && sets.iter().all(|s| {
+                    s.plain
+                        .iter()
+                        .chain(s.queues.iter().flat_map(|g| g.members.iter()))
+                        .all(|m| m.0.conn == view.origin.conn)
+                }));
+        if nobody {
+            sets.clear();
             self.scratch = sets;
             if view.reply.is_some() && view.origin.no_responders {
                 let origin = usize::from(view.origin.conn.worker);
@@ -550,51 +571,117 @@ impl Worker {
     }
 
     /// Delivers to one member of each queue group, merging groups of the same name across
-    /// the matched sets (as nats-server does), chosen at random for an even spread.
+    /// the matched sets (as nats-server does), chosen at random for an even spread. Members
+    /// that would not receive it (the publisher itself with echo off) are not candidates.
     fn pick_queue_members(
         &mut self,
         sets: &[Arc<SubSet<SubRef>>],
         view: &MsgView<'_>,
         owned: &mut Option<Arc<Msg>>,
     ) {
-        for (i, set) in sets.iter().enumerate() {
+        if let [set] = sets {
+            // One matched set (the common case): its group names are distinct.
             for group in set.queues.iter() {
-                let seen = sets[..i]
-                    .iter()
-                    .any(|s| s.queues.iter().any(|g| g.name == group.name));
-                if seen {
-                    continue;
-                }
-                let same = || {
-                    sets[i..]
-                        .iter()
-                        .flat_map(|s| s.queues.iter())
-                        .filter(|g| g.name == group.name)
-                };
-                let total: usize = same().map(|g| g.members.len()).sum();
-                if total == 0 {
-                    continue;
-                }
-                let mut k = (self.next_random() % total as u64) as usize;
-                let mut chosen = None;
-                for g in same() {
-                    if k < g.members.len() {
-                        chosen = Some(g.members[k].clone());
-                        break;
-                    }
-                    k -= g.members.len();
-                }
-                let Some(sub) = chosen else { continue };
-                let w = sub.worker();
-                if w == self.id {
-                    self.deliver(&sub, view, true);
-                } else {
-                    let msg = owned
-                        .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
-                        .clone();
-                    self.send(w, Envelope::DeliverOne { msg, sub });
+                if let Some(sub) = self.choose(&[&group.members[..]], view, None) {
+                    self.deliver_queued(sub, view, owned);
                 }
             }
+            return;
+        }
+        // Several sets: gather each name's member lists once (linear in the groups).
+        let mut by_name: HashMap<&[u8], Vec<&[SubRef]>> = HashMap::new();
+        for set in sets {
+            for group in set.queues.iter() {
+                by_name.entry(&group.name).or_default().push(&group.members);
+            }
+        }
+        for lists in by_name.values() {
+            if let Some(sub) = self.choose(lists, view, None) {
+                self.deliver_queued(sub, view, owned);
+            }
+        }
+    }
+
+    /// One member, at random, among `lists` (one group's members, possibly from several
+    /// sets), skipping `exclude` and the publisher when it does not want its own messages.
+    fn choose(
+        &mut self,
+        lists: &[&[SubRef]],
+        view: &MsgView<'_>,
+        exclude: Option<&SubRef>,
+    ) -> Option<SubRef> {
+        let eligible =
+            |s: &SubRef| (view.origin.echo || s.0.conn != view.origin.conn) && Some(s) != exclude;
+        let total: usize = lists
+            .iter()
+            .map(|l| l.iter().filter(|s| eligible(s)).count())
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut k = (self.next_random() % total as u64) as usize;
+        for sub in lists.iter().flat_map(|l| l.iter()).filter(|s| eligible(s)) {
+            if k == 0 {
+                return Some(sub.clone());
+            }
+            k -= 1;
+        }
+        None
+    }
+
+    fn deliver_queued(&mut self, sub: SubRef, view: &MsgView<'_>, owned: &mut Option<Arc<Msg>>) {
+        let w = sub.worker();
+        if w == self.id {
+            if !self.deliver(&sub, view, true) {
+                let msg = owned
+                    .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
+                    .clone();
+                self.repick(&sub, view, &msg, 0);
+            }
+        } else {
+            let msg = owned
+                .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
+                .clone();
+            self.send(w, Envelope::DeliverOne { msg, sub, tries: 0 });
+        }
+    }
+
+    /// The chosen queue member is gone: offer the message to another member of its group,
+    /// from a fresh snapshot, as nats-server would have (it picks among live members).
+    fn repick(&mut self, gone: &SubRef, view: &MsgView<'_>, msg: &Arc<Msg>, tries: u8) {
+        let Some(queue) = gone.0.queue.as_deref() else {
+            return;
+        };
+        if tries >= limits::QUEUE_REPICKS {
+            return;
+        }
+        let mut sets = std::mem::take(&mut self.scratch);
+        self.shared.sublist.matches(view.subject, &mut sets);
+        let lists: Vec<&[SubRef]> = sets
+            .iter()
+            .flat_map(|s| s.queues.iter())
+            .filter(|g| *g.name == *queue)
+            .map(|g| &g.members[..])
+            .collect();
+        let next = self.choose(&lists, view, Some(gone));
+        drop(lists);
+        sets.clear();
+        self.scratch = sets;
+        let Some(sub) = next else { return };
+        let w = sub.worker();
+        if w == self.id {
+            if !self.deliver(&sub, view, true) {
+                self.repick(&sub, view, msg, tries + 1);
+            }
+        } else {
+            self.send(
+                w,
+                Envelope::DeliverOne {
+                    msg: Arc::clone(msg),
+                    sub,
+                    tries: tries + 1,
+                },
+            );
         }
     }
 
@@ -609,17 +696,23 @@ impl Worker {
     }
 
     /// Writes one MSG/HMSG for `sub` (a subscription of a client on this worker).
-    fn deliver(&mut self, sub: &SubRef, view: &MsgView<'_>, check_echo: bool) {
+    /// Returns false when the subscription is gone (its connection closed or closing, or the
+    /// subscription ended), so a queue message can be offered to another member; true when
+    /// the message was written or deliberately not (echo).
+    fn deliver(&mut self, sub: &SubRef, view: &MsgView<'_>, check_echo: bool) -> bool {
         let st = &*sub.0;
         let Some(c) = self.clients.get_mut(st.conn) else {
-            return;
+            return false;
         };
-        if c.close.is_some() || (check_echo && !c.opts.echo && view.origin.conn == st.conn) {
-            return;
+        if c.close.is_some() {
+            return false;
+        }
+        if check_echo && !c.opts.echo && view.origin.conn == st.conn {
+            return true;
         }
         let admit = st.admit();
         if admit == Admit::Drop {
-            return;
+            return false;
         }
         {
             let mut w = c.out.writer(&mut self.pool);
@@ -630,23 +723,6 @@ impl Worker {
                 _ => proto::encode_msg(&mut w, view.subject, &st.sid, view.reply, view.payload),
             }
         }
-        let mut over = c.out.pending_bytes() > self.shared.config.max_pending;
-        if over {
-            // The cap is on what the socket will not take, not on what this batch has not
-            // flushed yet: write now (even if the last write would have blocked: the reader
-            // may have drained since), and judge by what is left.
-            match c
-                .out
-                .flush_to(&mut c.stream, &mut self.pool, limits::MAX_IOVECS)
-            {
-                Ok(Flushed::All) => over = false,
-                Ok(Flushed::Blocked) => {
-                    c.write_blocked = true;
-                    over = c.out.pending_bytes() > self.shared.config.max_pending;
-                }
-                Err(_) => {}
-            }
-        }
         let slot = st.conn.slot as usize;
         let counters = &self.shared.counters[self.id];
         counters.add(Counter::OutMsgs, 1);
@@ -655,10 +731,43 @@ impl Worker {
             let sid = st.sid.clone();
             self.end_subscription(slot, &sid);
         }
-        if over {
-            self.fail(slot, CloseReason::SlowConsumer);
-        } else {
+        self.queued(slot);
+        true
+    }
+
+    /// Called after bytes were queued for a client: marks it for the end-of-batch flush, or,
+    /// past `max_pending`, writes now and closes it as a slow consumer if the socket will not
+    /// take the excess. Every path that queues bytes (deliveries and the server's own replies)
+    /// goes through here, so no client can grow its queue past the cap.
+    fn queued(&mut self, slot: usize) {
+        let max_pending = self.shared.config.max_pending;
+        let Some(c) = self.clients.at(slot) else {
+            return;
+        };
+        if c.out.pending_bytes() <= max_pending {
             self.mark_dirty(slot);
+            return;
+        }
+        // The cap is on what the socket will not take, not on what this batch has not
+        // flushed yet: write now (even if the last write would have blocked: the reader may
+        // have drained since), and judge by what is left.
+        match c
+            .out
+            .flush_to(&mut c.stream, &mut self.pool, limits::MAX_IOVECS)
+        {
+            Ok(Flushed::All) => {}
+            Ok(Flushed::Blocked) => {
+                c.write_blocked = true;
+                if c.out.pending_bytes() > max_pending {
+                    self.fail(slot, CloseReason::SlowConsumer);
+                } else {
+                    self.mark_dirty(slot);
+                }
+            }
+            Err(e) => {
+                let kind = e.kind();
+                self.fail(slot, CloseReason::Io(kind));
+            }
         }
     }
 
@@ -705,11 +814,29 @@ impl Worker {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    // That one connection failed; the rest of the backlog is still there.
+                    continue;
+                }
                 Err(e) => {
                     // Out of file descriptors, typically: leave the rest in the backlog
-                    // until a close frees one (the next tick retries).
-                    warn!(error = %e, "accept failed");
+                    // until a close frees one (the next tick retries). Logged once a second
+                    // at most.
+                    let now = Instant::now();
+                    if self
+                        .last_accept_warning
+                        .is_none_or(|t| now - t >= Duration::from_secs(1))
+                    {
+                        self.last_accept_warning = Some(now);
+                        warn!(error = %e, "accept failed");
+                    }
                     return;
                 }
             }
@@ -788,6 +915,7 @@ impl Worker {
             remote_owners: 0,
             barriers_out: 0,
             pongs_owed: 0,
+            in_deferred: false,
         };
         let info = proto::Info {
             server_id: self.shared.server_id.clone(),
@@ -834,7 +962,7 @@ impl Worker {
             if self.overflowing > 0 {
                 // Backpressure: leave the bytes in the kernel (and so throttle the
                 // publisher through TCP) until the rings drain.
-                self.deferred.push_back(slot);
+                self.defer(slot);
                 return;
             }
             let Some(c) = self.clients.at(slot) else {
@@ -861,7 +989,17 @@ impl Worker {
             self.handle_input(slot, n);
             self.commit();
         }
-        self.deferred.push_back(slot);
+        self.defer(slot);
+    }
+
+    /// Queues a client for reading on a later loop iteration (once, however often asked).
+    fn defer(&mut self, slot: usize) {
+        if let Some(c) = self.clients.at(slot) {
+            if !c.in_deferred {
+                c.in_deferred = true;
+                self.deferred.push_back(slot);
+            }
+        }
     }
 
     fn read_deferred(&mut self) {
@@ -873,6 +1011,9 @@ impl Worker {
             let Some(slot) = self.deferred.pop_front() else {
                 return;
             };
+            if let Some(c) = self.clients.at(slot) {
+                c.in_deferred = false;
+            }
             self.handle_readable(slot);
         }
     }
@@ -968,7 +1109,7 @@ impl Worker {
     fn reply(&mut self, slot: usize, f: impl FnOnce(&mut net::outbound::OutboundWriter<'_>)) {
         if let Some(c) = self.clients.at(slot) {
             f(&mut c.out.writer(&mut self.pool));
-            self.mark_dirty(slot);
+            self.queued(slot);
         }
     }
 
@@ -1040,6 +1181,7 @@ impl Worker {
         let origin = Origin {
             conn: c.key,
             no_responders: c.opts.no_responders,
+            echo: c.opts.echo,
         };
         let strict = c.opts.verbose || c.opts.pedantic;
         // As nats-server: a pedantic client is told about a wildcard or malformed subject,
@@ -1112,7 +1254,7 @@ impl Worker {
         // Resume: parse what was held back, then read the socket again (its readiness
         // edge may have been consumed while paused).
         self.resume(slot);
-        self.deferred.push_back(slot);
+        self.defer(slot);
     }
 
     /// Parses the ops held in a client's partial buffer (after a pause).

@@ -206,6 +206,80 @@ fn stalled_subscriber_is_cut_off_and_others_get_everything() {
 }
 
 #[test]
+fn client_that_never_reads_its_pongs_is_cut_off() {
+    let server = start(Config {
+        workers: 2,
+        max_pending: 64 * 1024,
+        ..Config::default()
+    });
+    let mut c = Raw::connect(server.local_addr());
+    // 24 MiB of PINGs, never reading a PONG: the replies must not pile up without bound.
+    let pings = b"PING\r\n".repeat(64 * 1024);
+    let mut closed = false;
+    for _ in 0..64 {
+        if c.stream.write_all(&pings).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    if !closed {
+        // Everything was accepted by the kernel; the server must still close us.
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats.slow_consumers, 1);
+}
+
+#[test]
+fn queue_message_goes_to_another_member_when_the_chosen_one_is_gone() {
+    let server = start(Config {
+        workers: 2,
+        ..Config::default()
+    });
+    let addr = server.local_addr();
+    // A leaves the group after 50 messages (auto-unsubscribe); B stays.
+    let mut a = Raw::connect(addr);
+    a.send(b"SUB work q 1\r\nUNSUB 1 50\r\n");
+    a.sync();
+    let mut b = Raw::connect(addr);
+    b.send(b"SUB work q 1\r\n");
+    b.sync();
+    let mut publisher = Raw::connect(addr);
+    const N: usize = 2000;
+    let mut batch = Vec::new();
+    for i in 0..N {
+        batch.extend_from_slice(format!("PUB work 4\r\n{i:04}\r\n").as_bytes());
+    }
+    publisher.send(&batch);
+    publisher.sync();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        match a.next() {
+            Some(Seen::Msg(_, p)) => assert!(seen.insert(p)),
+            other => panic!("A: {other:?}"),
+        }
+    }
+    for _ in 0..N - 50 {
+        match b.next() {
+            Some(Seen::Msg(_, p)) => assert!(seen.insert(p), "delivered twice"),
+            other => panic!("B after {} messages: {other:?}", seen.len()),
+        }
+    }
+    assert_eq!(seen.len(), N, "every message to exactly one member");
+    a.sync();
+    b.sync();
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn shutdown_flushes_then_closes_and_stops_listening() {
     let server = start(Config {
         workers: 2,

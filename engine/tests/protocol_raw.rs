@@ -641,6 +641,43 @@ fn no_responders_sends_503_hmsg() {
 }
 
 #[test]
+fn no_responders_when_the_only_subscriber_is_the_requester_without_echo() {
+    let server = server();
+    let mut c = server.client_with(
+        b"CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false,\"headers\":true,\"no_responders\":true}\r\n",
+    );
+    c.send(b"SUB svc 1\r\nSUB inbox 2\r\nPUB svc inbox 1\r\nx\r\n");
+    c.expect(b"HMSG inbox 2 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
+    c.expect_open();
+}
+
+#[test]
+fn queue_group_skips_the_publisher_when_echo_is_off() {
+    let server = server();
+    let mut a =
+        server.client_with(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false}\r\n");
+    a.send(b"SUB jobs q 1\r\n");
+    a.expect_open();
+    let mut b = server.client_with(CONNECT);
+    b.send(b"SUB jobs q 1\r\n");
+    b.expect_open();
+    // Every message A publishes goes to B, the only member that can take it.
+    let mut batch = Vec::new();
+    for i in 0..200 {
+        batch.extend_from_slice(format!("PUB jobs 3\r\n{i:03}\r\n").as_bytes());
+    }
+    a.send(&batch);
+    a.expect_open();
+    let mut want = Vec::new();
+    for i in 0..200 {
+        want.extend_from_slice(format!("MSG jobs 1 3\r\n{i:03}\r\n").as_bytes());
+    }
+    assert!(b.read_len(want.len()) == want, "B got all 200, in order");
+    b.expect_open();
+    a.expect_open();
+}
+
+#[test]
 fn no_responders_needs_reply_and_opt_in() {
     let server = server();
     let mut c = server.client_with(NO_RESPONDERS);
