@@ -452,52 +452,67 @@ impl<S: Placed + Clone + PartialEq> Sublist<S> {
                 outcomes: vec![Outcome::default(); group.len()],
                 ..BucketEffect::default()
             };
-            for (planned, outcome) in group.iter().zip(effect.outcomes.iter_mut()) {
+            // Changes to different patterns commute; each pattern's own changes keep their
+            // order. Every touched set is rebuilt once per batch, so a batch of k changes to
+            // a set of n subscribers costs O(n + k) copies, not O(n * k).
+            let mut patterns: Vec<(u64, &Pattern, Vec<usize>)> = Vec::new();
+            for (k, planned) in group.iter().enumerate() {
+                let pattern = planned.change.pattern();
+                match patterns
+                    .iter_mut()
+                    .find(|(h, p, _)| *h == planned.hash && *p == pattern)
+                {
+                    Some((_, _, ks)) => ks.push(k),
+                    None => patterns.push((planned.hash, pattern, vec![k])),
+                }
+            }
+            for (hash, pattern, ks) in patterns {
                 let found = entries.binary_search_by(|e| {
-                    e.hash
-                        .cmp(&planned.hash)
-                        .then_with(|| e.set.pattern.cmp(planned.change.pattern()))
+                    e.hash.cmp(&hash).then_with(|| e.set.pattern.cmp(pattern))
                 });
-                match (&planned.change, found) {
-                    (Change::Insert { queue, sub, .. }, Ok(at)) => {
-                        let set = entries[at].set.inserted(queue.as_ref(), sub.clone());
-                        entries[at].set = Arc::new(set);
-                        effect.inserted += 1;
-                    }
-                    (
-                        Change::Insert {
-                            pattern,
-                            queue,
-                            sub,
-                        },
-                        Err(at),
-                    ) => {
-                        let set = SubSet::first(pattern, queue.as_ref(), sub.clone());
-                        entries.insert(
-                            at,
-                            Entry {
-                                hash: planned.hash,
-                                set: Arc::new(set),
-                            },
-                        );
-                        outcome.created = true;
-                        effect.inserted += 1;
-                    }
-                    (Change::Remove { queue, sub, .. }, Ok(at)) => {
-                        match entries[at].set.removed(queue.as_deref(), sub) {
-                            Removal::Missing => {}
-                            Removal::Emptied => {
-                                entries.remove(at);
-                                outcome.destroyed = true;
+                let mut draft = match found {
+                    Ok(at) => Draft::of(&entries[at].set),
+                    Err(_) => Draft::empty(pattern),
+                };
+                let mut first_insert = None;
+                let mut last_remove = None;
+                for &k in &ks {
+                    match &group[k].change {
+                        Change::Insert { queue, sub, .. } => {
+                            draft.insert(queue.as_ref(), sub.clone());
+                            effect.inserted += 1;
+                            first_insert.get_or_insert(k);
+                        }
+                        Change::Remove { queue, sub, .. } => {
+                            if draft.remove(queue.as_deref(), sub) {
                                 effect.removed += 1;
-                            }
-                            Removal::Left(set) => {
-                                entries[at].set = Arc::new(set);
-                                effect.removed += 1;
+                                last_remove = Some(k);
                             }
                         }
                     }
-                    (Change::Remove { .. }, Err(_)) => {}
+                }
+                let live = !draft.is_empty();
+                match (found, live) {
+                    (Ok(at), true) => entries[at].set = Arc::new(draft.freeze()),
+                    (Ok(at), false) => {
+                        entries.remove(at);
+                        if let Some(k) = last_remove {
+                            effect.outcomes[k].destroyed = true;
+                        }
+                    }
+                    (Err(at), true) => {
+                        entries.insert(
+                            at,
+                            Entry {
+                                hash,
+                                set: Arc::new(draft.freeze()),
+                            },
+                        );
+                        if let Some(k) = first_insert {
+                            effect.outcomes[k].created = true;
+                        }
+                    }
+                    (Err(_), false) => {}
                 }
             }
             if effect.inserted + effect.removed == 0 {
@@ -524,94 +539,6 @@ impl<S> fmt::Debug for Sublist<S> {
             .field("subs", &self.len())
             .field("generation", &self.generation())
             .finish_non_exhaustive()
-    }
-}
-
-impl<S: Placed + Clone + PartialEq> SubSet<S> {
-    /// The set of a new pattern with one subscriber.
-    fn first(pattern: &Pattern, queue: Option<&Arc<[u8]>>, sub: S) -> Self {
-        let empty = Self {
-            pattern: pattern.clone(),
-            plain: Box::new([]),
-            plain_workers: 0,
-            queues: Box::new([]),
-        };
-        empty.inserted(queue, sub)
-    }
-
-    /// A copy of this set with `sub` added.
-    fn inserted(&self, queue: Option<&Arc<[u8]>>, sub: S) -> Self {
-        let bit = worker_bit(&sub);
-        let Some(name) = queue else {
-            return Self {
-                pattern: self.pattern.clone(),
-                plain: self.plain.iter().cloned().chain([sub]).collect(),
-                plain_workers: self.plain_workers | bit,
-                queues: self.queues.clone(),
-            };
-        };
-        let mut queues = self.queues.to_vec();
-        match queues.iter_mut().find(|q| *q.name == **name) {
-            Some(group) => {
-                group.members = group.members.iter().cloned().chain([sub]).collect();
-                group.workers |= bit;
-            }
-            None => queues.push(QueueGroup {
-                name: Arc::clone(name),
-                members: Box::new([sub]),
-                workers: bit,
-            }),
-        }
-        Self {
-            pattern: self.pattern.clone(),
-            plain: self.plain.clone(),
-            plain_workers: self.plain_workers,
-            queues: queues.into_boxed_slice(),
-        }
-    }
-
-    /// This set without one occurrence of `sub`.
-    fn removed(&self, queue: Option<&[u8]>, sub: &S) -> Removal<S> {
-        let set = match queue {
-            None => {
-                let Some(plain) = without(&self.plain, sub) else {
-                    return Removal::Missing;
-                };
-                Self {
-                    pattern: self.pattern.clone(),
-                    plain_workers: workers_of(&plain),
-                    plain,
-                    queues: self.queues.clone(),
-                }
-            }
-            Some(name) => {
-                let Some(at) = self.queues.iter().position(|q| *q.name == *name) else {
-                    return Removal::Missing;
-                };
-                let Some(members) = self.queues.get(at).and_then(|q| without(&q.members, sub))
-                else {
-                    return Removal::Missing;
-                };
-                let mut queues = self.queues.to_vec();
-                if members.is_empty() {
-                    queues.remove(at);
-                } else if let Some(group) = queues.get_mut(at) {
-                    group.workers = workers_of(&members);
-                    group.members = members;
-                }
-                Self {
-                    pattern: self.pattern.clone(),
-                    plain: self.plain.clone(),
-                    plain_workers: self.plain_workers,
-                    queues: queues.into_boxed_slice(),
-                }
-            }
-        };
-        if set.is_empty() {
-            Removal::Emptied
-        } else {
-            Removal::Left(set)
-        }
     }
 }
 
@@ -741,13 +668,84 @@ struct Effect {
 }
 
 /// Result of removing a subscriber from a set.
-enum Removal<S> {
-    /// The subscriber was not there.
-    Missing,
-    /// It was the last one: drop the pattern.
-    Emptied,
-    /// The set without it.
-    Left(SubSet<S>),
+/// A set being changed by a batch: plain vectors, frozen into a [`SubSet`] once.
+struct Draft<S> {
+    pattern: Pattern,
+    plain: Vec<S>,
+    queues: Vec<(Arc<[u8]>, Vec<S>)>,
+}
+
+impl<S: Placed + Clone + PartialEq> Draft<S> {
+    fn empty(pattern: &Pattern) -> Self {
+        Self {
+            pattern: pattern.clone(),
+            plain: Vec::new(),
+            queues: Vec::new(),
+        }
+    }
+
+    fn of(set: &SubSet<S>) -> Self {
+        Self {
+            pattern: set.pattern.clone(),
+            plain: set.plain.to_vec(),
+            queues: set
+                .queues
+                .iter()
+                .map(|g| (Arc::clone(&g.name), g.members.to_vec()))
+                .collect(),
+        }
+    }
+
+    fn insert(&mut self, queue: Option<&Arc<[u8]>>, sub: S) {
+        let Some(name) = queue else {
+            self.plain.push(sub);
+            return;
+        };
+        match self.queues.iter_mut().find(|(n, _)| **n == **name) {
+            Some((_, members)) => members.push(sub),
+            None => self.queues.push((Arc::clone(name), vec![sub])),
+        }
+    }
+
+    /// Removes one occurrence; false if it was not there.
+    fn remove(&mut self, queue: Option<&[u8]>, sub: &S) -> bool {
+        let members = match queue {
+            None => &mut self.plain,
+            Some(name) => match self.queues.iter_mut().find(|(n, _)| **n == *name) {
+                Some((_, members)) => members,
+                None => return false,
+            },
+        };
+        match members.iter().position(|m| m == sub) {
+            Some(at) => {
+                members.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.queues.iter().all(|(_, m)| m.is_empty())
+    }
+
+    fn freeze(self) -> SubSet<S> {
+        SubSet {
+            pattern: self.pattern,
+            plain_workers: workers_of(&self.plain),
+            plain: self.plain.into_boxed_slice(),
+            queues: self
+                .queues
+                .into_iter()
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(name, members)| QueueGroup {
+                    name,
+                    workers: workers_of(&members),
+                    members: members.into_boxed_slice(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// True if `pattern`, of shape `shape`, is the one pattern of that shape matching `subject`
@@ -774,19 +772,6 @@ fn is_candidate(pattern: &[u8], subject: &[u8], shape: &Shape) -> bool {
         }
     }
     count == shape.len
-}
-
-/// `members` without the first occurrence of `sub`, or `None` if it is absent.
-fn without<S: Clone + PartialEq>(members: &[S], sub: &S) -> Option<Box<[S]>> {
-    let at = members.iter().position(|m| m == sub)?;
-    Some(
-        members
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != at)
-            .map(|(_, m)| m.clone())
-            .collect(),
-    )
 }
 
 /// The worker mask of `members`.

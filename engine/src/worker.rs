@@ -28,7 +28,7 @@ use crate::limits;
 use crate::park::Doorbell;
 use crate::ring::{Consumer, Full, Producer};
 use crate::subject::{self, Pattern};
-use crate::sublist::{Placed, SubSet, Sublist};
+use crate::sublist::{Change, Placed, SubSet, Sublist};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -244,6 +244,9 @@ pub(crate) struct Worker {
     closing: Vec<usize>,
     deferred: VecDeque<usize>,
     scratch: Vec<Arc<SubSet<SubRef>>>,
+    /// SUBs parsed but not yet in the index: applied as one batch before the client's next
+    /// other op and at the end of its read, so a SUB flood rebuilds each set once.
+    pending_subs: Vec<Change<SubRef>>,
     rng: u64,
     tick: Duration,
     next_tick: Instant,
@@ -294,6 +297,7 @@ impl Worker {
             closing: Vec::new(),
             deferred: VecDeque::new(),
             scratch: Vec::with_capacity(64),
+            pending_subs: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15 ^ (parts.id as u64 + 1),
             tick,
             next_tick: Instant::now() + tick,
@@ -1058,18 +1062,27 @@ impl Worker {
         let mut pos = 0;
         loop {
             let Some(c) = self.clients.at(slot) else {
+                self.apply_pending_subs();
                 return pos;
             };
             if c.close.is_some() || c.barriers_out > 0 {
+                self.apply_pending_subs();
                 return pos;
             }
             match c.parser.parse(&data[pos..]) {
                 Ok(Some((op, used))) => {
                     pos += used;
+                    if !matches!(op, Op::Sub(_)) {
+                        self.apply_pending_subs();
+                    }
                     self.handle_op(slot, op);
                 }
-                Ok(None) => return pos,
+                Ok(None) => {
+                    self.apply_pending_subs();
+                    return pos;
+                }
                 Err(e) => {
+                    self.apply_pending_subs();
                     self.fail(slot, CloseReason::Protocol(e));
                     return pos;
                 }
@@ -1293,9 +1306,19 @@ impl Worker {
             }
             let sub = SubRef(Arc::new(SubState::new(c.key, sid, pattern.clone(), queue)));
             c.subs.insert(sid.into(), sub.clone());
-            self.shared.sublist.insert(&pattern, queue, sub);
+            self.pending_subs.push(Change::Insert {
+                pattern,
+                queue: queue.map(Arc::from),
+                sub,
+            });
         }
         self.ok(slot);
+    }
+
+    fn apply_pending_subs(&mut self) {
+        if !self.pending_subs.is_empty() {
+            self.shared.sublist.apply(self.pending_subs.drain(..));
+        }
     }
 
     fn handle_unsub(&mut self, slot: usize, sid: &[u8], max: Option<u64>) {
@@ -1387,12 +1410,21 @@ impl Worker {
             c.out.clear(&mut self.pool);
             let _ = self.poll.registry().deregister(&mut c.stream);
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
-            for sub in c.subs.values() {
-                sub.0.close();
-                self.shared
-                    .sublist
-                    .remove(&sub.0.pattern, sub.0.queue.as_deref(), sub);
-            }
+            // One batch: each touched set is rebuilt once, however many subscriptions the
+            // connection held on it.
+            let removals: Vec<Change<SubRef>> = c
+                .subs
+                .values()
+                .map(|sub| {
+                    sub.0.close();
+                    Change::Remove {
+                        pattern: sub.0.pattern.clone(),
+                        queue: sub.0.queue.as_deref().map(Arc::from),
+                        sub: sub.clone(),
+                    }
+                })
+                .collect();
+            self.shared.sublist.apply(removals);
             // Relaxed: see `adopt`.
             self.shared.open.fetch_sub(1, Ordering::Relaxed);
             self.shared.counters[self.id].add(Counter::Closed, 1);
