@@ -12,6 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::json::FieldVisitor;
 use super::ProtoError;
 
 /// The options a client sends in `CONNECT`.
@@ -181,6 +182,7 @@ fn set_some<T>(slot: &mut Option<T>, value: Option<T>) {
 }
 
 /// The CONNECT fields nats-server 2.9 declares for clients, matched without regard to case.
+#[derive(Clone, Copy)]
 enum Field {
     Verbose,
     Pedantic,
@@ -202,49 +204,35 @@ enum Field {
     Unknown,
 }
 
+/// The JSON keys kept here, matched without regard to ASCII case (as Go's encoding/json).
+const FIELDS: [(&str, Field); 19] = [
+    ("verbose", Field::Verbose),
+    ("pedantic", Field::Pedantic),
+    ("echo", Field::Echo),
+    ("headers", Field::Headers),
+    ("no_responders", Field::NoResponders),
+    ("protocol", Field::Protocol),
+    ("name", Field::Name),
+    ("lang", Field::Lang),
+    ("version", Field::Version),
+    ("user", Field::User),
+    ("pass", Field::Pass),
+    ("auth_token", Field::AuthToken),
+    ("tls_required", Field::OtherBool),
+    ("new_account", Field::OtherBool),
+    ("jwt", Field::OtherString),
+    ("nkey", Field::OtherString),
+    ("sig", Field::OtherString),
+    ("account", Field::OtherString),
+    ("remote_account", Field::OtherString),
+];
+
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(FieldVisitor)
-    }
-}
-
-struct FieldVisitor;
-
-impl Visitor<'_> for FieldVisitor {
-    type Value = Field;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
-        const FIELDS: [(&str, Field); 19] = [
-            ("verbose", Field::Verbose),
-            ("pedantic", Field::Pedantic),
-            ("echo", Field::Echo),
-            ("headers", Field::Headers),
-            ("no_responders", Field::NoResponders),
-            ("protocol", Field::Protocol),
-            ("name", Field::Name),
-            ("lang", Field::Lang),
-            ("version", Field::Version),
-            ("user", Field::User),
-            ("pass", Field::Pass),
-            ("auth_token", Field::AuthToken),
-            ("tls_required", Field::OtherBool),
-            ("new_account", Field::OtherBool),
-            ("jwt", Field::OtherString),
-            ("nkey", Field::OtherString),
-            ("sig", Field::OtherString),
-            ("account", Field::OtherString),
-            ("remote_account", Field::OtherString),
-        ];
-        for (name, field) in FIELDS {
-            if key.eq_ignore_ascii_case(name) {
-                return Ok(field);
-            }
-        }
-        Ok(Field::Unknown)
+        d.deserialize_str(FieldVisitor {
+            table: &FIELDS,
+            unknown: Field::Unknown,
+        })
     }
 }
 

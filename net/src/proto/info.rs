@@ -10,6 +10,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::json::FieldVisitor;
 use super::ProtoError;
 
 /// The server's self-description, in nats-server's field order.
@@ -110,6 +111,7 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 }
 
 /// The INFO fields kept here, matched without regard to case.
+#[derive(Clone, Copy)]
 enum Field {
     ServerId,
     ServerName,
@@ -125,41 +127,27 @@ enum Field {
     Unknown,
 }
 
+/// The JSON keys kept here, matched without regard to ASCII case (as Go's encoding/json).
+const FIELDS: [(&str, Field); 11] = [
+    ("server_id", Field::ServerId),
+    ("server_name", Field::ServerName),
+    ("version", Field::Version),
+    ("proto", Field::Proto),
+    ("host", Field::Host),
+    ("port", Field::Port),
+    ("headers", Field::Headers),
+    ("max_payload", Field::MaxPayload),
+    ("client_id", Field::ClientId),
+    ("client_ip", Field::ClientIp),
+    ("auth_required", Field::AuthRequired),
+];
+
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(FieldVisitor)
-    }
-}
-
-struct FieldVisitor;
-
-impl Visitor<'_> for FieldVisitor {
-    type Value = Field;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
-        const FIELDS: [(&str, Field); 11] = [
-            ("server_id", Field::ServerId),
-            ("server_name", Field::ServerName),
-            ("version", Field::Version),
-            ("proto", Field::Proto),
-            ("host", Field::Host),
-            ("port", Field::Port),
-            ("headers", Field::Headers),
-            ("max_payload", Field::MaxPayload),
-            ("client_id", Field::ClientId),
-            ("client_ip", Field::ClientIp),
-            ("auth_required", Field::AuthRequired),
-        ];
-        for (name, field) in FIELDS {
-            if key.eq_ignore_ascii_case(name) {
-                return Ok(field);
-            }
-        }
-        Ok(Field::Unknown)
+        d.deserialize_str(FieldVisitor {
+            table: &FIELDS,
+            unknown: Field::Unknown,
+        })
     }
 }
 

@@ -36,6 +36,7 @@ mod connect;
 mod encode;
 mod error;
 mod info;
+mod json;
 mod message;
 mod op;
 mod parser;
