@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::json::FieldVisitor;
+use super::json::{set, FieldVisitor};
 use super::ProtoError;
 
 /// The options a client sends in `CONNECT`.
@@ -167,14 +167,7 @@ impl<'de> Visitor<'de> for Apply<'_> {
     }
 }
 
-/// Go leaves a field alone when the JSON value is `null`.
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
-    }
-}
-
-/// As [`set`], for optional strings.
+/// As [`set`](super::json::set), for optional strings.
 fn set_some<T>(slot: &mut Option<T>, value: Option<T>) {
     if value.is_some() {
         *slot = value;

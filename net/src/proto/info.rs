@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::json::FieldVisitor;
+use super::json::{set, FieldVisitor};
 use super::ProtoError;
 
 /// The server's self-description, in nats-server's field order.
@@ -100,13 +100,6 @@ impl<'de> Visitor<'de> for Apply<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// Go leaves a field alone when the JSON value is `null`.
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
     }
 }
 

@@ -28,3 +28,10 @@ impl<F: Copy + 'static> Visitor<'_> for FieldVisitor<F> {
             .map_or(self.unknown, |&(_, field)| field))
     }
 }
+
+/// Go leaves a field alone when the JSON value is `null`.
+pub(super) fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
