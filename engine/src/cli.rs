@@ -68,6 +68,13 @@ pub struct ServeArgs {
     /// Server name reported in INFO (default: the generated server id).
     #[arg(long, default_value = "")]
     pub name: String,
+    /// Messages each chat room and direct conversation keeps for history.
+    #[arg(long, default_value_t = limits::DEFAULT_HISTORY_MESSAGES)]
+    pub history: usize,
+    /// Bytes of chat history the whole server keeps, split between workers (oldest
+    /// messages go first past it).
+    #[arg(long, default_value_t = limits::DEFAULT_HISTORY_BYTES)]
+    pub history_bytes: usize,
 }
 
 /// A flag that cannot be turned into a configuration.
@@ -138,6 +145,8 @@ impl ServeArgs {
             auth_timeout: self.auth_timeout,
             shutdown_grace: self.shutdown_grace,
             server_name: self.name.clone(),
+            history: self.history,
+            history_bytes: self.history_bytes,
         })
     }
 }

@@ -48,6 +48,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The name INFO reports (`server_name`); the server id when empty.
     pub server_name: String,
+    /// Messages each chat room and direct conversation keeps for history.
+    pub history: usize,
+    /// Bytes of chat history the whole server keeps (split evenly between workers).
+    pub history_bytes: usize,
 }
 
 impl Default for Config {
@@ -64,6 +68,8 @@ impl Default for Config {
             auth_timeout: limits::DEFAULT_AUTH_TIMEOUT,
             shutdown_grace: limits::DEFAULT_SHUTDOWN_GRACE,
             server_name: String::new(),
+            history: limits::DEFAULT_HISTORY_MESSAGES,
+            history_bytes: limits::DEFAULT_HISTORY_BYTES,
         }
     }
 }

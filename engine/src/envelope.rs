@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::chat::request::Op;
+use crate::chat::{Name, Outcome, ReplyTo, Requester};
 use crate::subject::Pattern;
 use crate::sublist::{Placed, SubSet};
 
@@ -115,6 +117,9 @@ pub struct SubState {
     pub pattern: Pattern,
     /// The queue group, if any.
     pub queue: Option<Box<[u8]>>,
+    /// The subscribing connection's chat user, if it has one (chat deliveries are filtered
+    /// by it).
+    pub user: Option<Arc<str>>,
     /// Messages delivered so far. Relaxed: only the connection's worker touches it.
     delivered: AtomicU64,
     /// Auto-unsubscribe after this many (`u64::MAX`: never). Relaxed: only the connection's
@@ -148,10 +153,17 @@ impl SubState {
             sid: sid.into(),
             pattern,
             queue: queue.map(Into::into),
+            user: None,
             delivered: AtomicU64::new(0),
             max: AtomicU64::new(u64::MAX),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// The same subscription, owned by chat user `user`.
+    pub fn with_user(mut self, user: Option<Arc<str>>) -> SubState {
+        self.user = user;
+        self
     }
 
     /// Counts one delivery if the subscription is live and under its max.
@@ -216,6 +228,7 @@ impl Envelope {
             Envelope::Publish(m) | Envelope::NoResponders(m) => m.weight(),
             Envelope::Deliver { msg, .. } | Envelope::DeliverOne { msg, .. } => msg.weight(),
             Envelope::Barrier(_) | Envelope::BarrierAck(_) => 0,
+            Envelope::Chat(c) => c.weight(),
         }
     }
 }
@@ -250,4 +263,54 @@ pub enum Envelope {
     /// Back to the connection's worker: every publish sent before the barrier has been
     /// dispatched, and its deliveries to this worker are ahead of this ack on the ring.
     BarrierAck(ConnKey),
+    /// Chat traffic: requests to a conversation's owner and answers back.
+    Chat(Box<ChatEnvelope>),
+}
+
+/// Chat traffic between workers (see [`crate::chat`]).
+#[derive(Debug)]
+pub enum ChatEnvelope {
+    /// To a conversation's owner: apply `op` for `from`, answer to `to`.
+    Request {
+        /// The requesting session.
+        from: Requester,
+        /// The operation.
+        op: Op,
+        /// Where the answer goes.
+        to: ReplyTo,
+    },
+    /// To the requester's worker: the answer to a request.
+    Answer {
+        /// The requesting connection.
+        conn: ConnKey,
+        /// Where the answer goes.
+        to: ReplyTo,
+        /// The result or the error.
+        outcome: Outcome,
+    },
+    /// To an owner: a session closed; it leaves the presence of these rooms.
+    Gone {
+        /// The closed connection.
+        conn: ConnKey,
+        /// Its session id.
+        session: u64,
+        /// Its user.
+        user: Name,
+        /// The rooms it joined that this owner holds.
+        rooms: Vec<Name>,
+    },
+}
+
+impl ChatEnvelope {
+    /// Bytes kept alive (messages ride along in publishes; the rest is small and counted
+    /// by its slot).
+    pub fn weight(&self) -> u64 {
+        match self {
+            ChatEnvelope::Request {
+                op: Op::Publish(_, msg),
+                ..
+            } => msg.weight(),
+            _ => 256,
+        }
+    }
 }

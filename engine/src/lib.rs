@@ -7,6 +7,7 @@
 //! - [`subject`]: validated [`subject::Pattern`]s and publish-subject checks.
 //! - [`sublist`]: the subscription index: immutable snapshots swapped with arc-swap.
 //! - [`limits`]: every cap, with its unit and why it has that value.
+//! - [`chat`]: users, rooms, direct messages, presence and history on `$CHAT.` subjects.
 //! - [`cli`]: the `engine` command line and its translation into a [`config::Config`].
 //! - [`config`]: the server's settings, with embedded defaults.
 //! - [`counters`]: per-worker counters, written by their worker only.
@@ -19,6 +20,7 @@
 //! no clock. Unsafe code lives only in `ring`.
 #![deny(unsafe_code)]
 
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod counters;

@@ -78,3 +78,39 @@ pub const MAX_SUBS_PER_CONN: usize = 1 << 20;
 /// flight). Each try takes a fresh snapshot, so a few suffice; the bound stops a group that
 /// churns faster than messages travel from bouncing one forever.
 pub const QUEUE_REPICKS: u8 = 4;
+
+/// Longest user or room name: one subject token, short enough to print and index.
+pub const MAX_CHAT_NAME_BYTES: usize = 64;
+
+/// Members one room may have (and the largest `limit` a room may set): a room's member set
+/// is copied into every filtered subscriber set it builds, so it must stay bounded.
+pub const MAX_ROOM_MEMBERS: usize = 100_000;
+
+/// Default messages each room and direct conversation keeps for history (`--history`).
+pub const DEFAULT_HISTORY_MESSAGES: usize = 1000;
+
+/// Default bytes of history the whole server keeps (`--history-bytes`), split evenly between
+/// workers; past it a worker drops its oldest kept messages first. 256 MiB keeps the full
+/// default window of about 2,000 rooms of 128-byte messages.
+pub const DEFAULT_HISTORY_BYTES: usize = 256 * 1024 * 1024;
+
+/// Messages a history page holds when the request does not say.
+pub const DEFAULT_HISTORY_PAGE: usize = 100;
+
+/// Most messages one history page may ask for.
+pub const MAX_HISTORY_PAGE: usize = 1000;
+
+/// Rooms the whole server holds (split evenly between workers' shards): with member sets,
+/// presence and cached subscriber sets, a room costs a few KiB before its history.
+pub const MAX_ROOMS: usize = 65_536;
+
+/// Direct conversations the whole server holds (split evenly between workers): an empty
+/// one costs about 200 bytes, so the cap bounds that overhead near 50 MiB.
+pub const MAX_DM_CONVERSATIONS: usize = 262_144;
+
+/// Targets one `broadcast` may name.
+pub const MAX_BROADCAST_TARGETS: usize = 1024;
+
+/// Requests waiting for several workers' answers (`rooms.list`, `broadcast`) that one
+/// connection may have at once; past it such a request is answered `429` at once.
+pub const MAX_GATHERS_PER_CONN: usize = 64;

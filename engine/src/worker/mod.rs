@@ -21,6 +21,8 @@ use net::outbound::{ChunkPool, Flushed, Outbound};
 use net::proto::{self, Op, Parser, ParserLimits, ProtoError, Publish, Side};
 use tracing::{debug, info, warn};
 
+use crate::chat::shard::{Effect, Shard, ShardLimits};
+use crate::chat::Name;
 use crate::config::{Auth, Config};
 use crate::counters::{Counter, Counters};
 use crate::envelope::{Admit, ConnKey, Envelope, Msg, MsgView, Origin, SubRef, SubState};
@@ -29,6 +31,8 @@ use crate::park::Doorbell;
 use crate::ring::{Consumer, Full, Producer};
 use crate::subject::{self, Pattern};
 use crate::sublist::{Change, Placed, SubSet, Sublist};
+
+mod chat;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -169,6 +173,23 @@ struct Client {
     pongs_owed: u32,
     /// Whether the slot is already queued in `Worker::deferred`.
     in_deferred: bool,
+    /// Who the client is, for chat (from its first CONNECT).
+    identity: Identity,
+    /// Rooms this session joined (`room.join`), to leave their presence when it closes.
+    chat_rooms: Vec<Name>,
+    /// Gathered chat requests of this client still waiting for answers.
+    gathers: usize,
+}
+
+/// A connection's chat identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Identity {
+    /// CONNECT named no user.
+    Anonymous,
+    /// CONNECT named a user that is not a valid chat name.
+    Invalid,
+    /// A valid user name.
+    User(Name),
 }
 
 struct Slot {
@@ -247,6 +268,13 @@ pub(crate) struct Worker {
     /// SUBs parsed but not yet in the index: applied as one batch before the client's next
     /// other op and at the end of its read, so a SUB flood rebuilds each set once.
     pending_subs: Vec<Change<SubRef>>,
+    /// The rooms and direct conversations this worker owns.
+    chat: Shard,
+    /// Effects of the chat operation being applied (reused).
+    effects: Vec<Effect>,
+    /// Chat requests waiting for several workers' answers, by id.
+    gathers: HashMap<u64, chat::Gather>,
+    next_gather: u64,
     rng: u64,
     tick: Duration,
     next_tick: Instant,
@@ -298,6 +326,16 @@ impl Worker {
             deferred: VecDeque::new(),
             scratch: Vec::with_capacity(64),
             pending_subs: Vec::new(),
+            chat: Shard::new(ShardLimits {
+                history: c.history,
+                history_bytes: (c.history_bytes / workers) as u64,
+                rooms: limits::MAX_ROOMS.div_ceil(workers),
+                dms: limits::MAX_DM_CONVERSATIONS.div_ceil(workers),
+                page_bytes: c.max_payload,
+            }),
+            effects: Vec::new(),
+            gathers: HashMap::new(),
+            next_gather: 0,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (parts.id as u64 + 1),
             tick,
             next_tick: Instant::now() + tick,
@@ -432,6 +470,7 @@ impl Worker {
                 self.send(usize::from(conn.worker), Envelope::BarrierAck(conn))
             }
             Envelope::BarrierAck(conn) => self.barrier_acked(conn),
+            Envelope::Chat(c) => self.handle_chat_envelope(*c),
         }
     }
 
@@ -541,9 +580,24 @@ impl Worker {
             return;
         }
         let mut owned: Option<Arc<Msg>> = shared.cloned();
+        self.fan_out(&sets, view, &mut owned, true);
+        sets.clear();
+        self.scratch = sets;
+    }
+
+    /// Delivers `view` to every plain subscriber of `sets` and one member of each queue
+    /// group. A queue member found gone is replaced by another only when `repick` (chat
+    /// deliveries go to filtered sets, which a fresh match would not respect).
+    fn fan_out(
+        &mut self,
+        sets: &[Arc<SubSet<SubRef>>],
+        view: &MsgView<'_>,
+        owned: &mut Option<Arc<Msg>>,
+        repick: bool,
+    ) {
         let me = self.id;
         let mut any_queue = false;
-        for set in &sets {
+        for set in sets {
             any_queue |= !set.queues.is_empty();
             let mut mask = set.plain_workers;
             while mask != 0 {
@@ -568,10 +622,8 @@ impl Worker {
             }
         }
         if any_queue {
-            self.pick_queue_members(&sets, view, &mut owned);
+            self.pick_queue_members(sets, view, owned, repick);
         }
-        sets.clear();
-        self.scratch = sets;
     }
 
     /// Delivers to one member of each queue group, merging groups of the same name across
@@ -582,12 +634,13 @@ impl Worker {
         sets: &[Arc<SubSet<SubRef>>],
         view: &MsgView<'_>,
         owned: &mut Option<Arc<Msg>>,
+        repick: bool,
     ) {
         if let [set] = sets {
             // One matched set (the common case): its group names are distinct.
             for group in set.queues.iter() {
                 if let Some(sub) = self.choose(&[&group.members[..]], view, None) {
-                    self.deliver_queued(sub, view, owned);
+                    self.deliver_queued(sub, view, owned, repick);
                 }
             }
             return;
@@ -601,7 +654,7 @@ impl Worker {
         }
         for lists in by_name.values() {
             if let Some(sub) = self.choose(lists, view, None) {
-                self.deliver_queued(sub, view, owned);
+                self.deliver_queued(sub, view, owned, repick);
             }
         }
     }
@@ -633,10 +686,17 @@ impl Worker {
         None
     }
 
-    fn deliver_queued(&mut self, sub: SubRef, view: &MsgView<'_>, owned: &mut Option<Arc<Msg>>) {
+    fn deliver_queued(
+        &mut self,
+        sub: SubRef,
+        view: &MsgView<'_>,
+        owned: &mut Option<Arc<Msg>>,
+        repick: bool,
+    ) {
         let w = sub.worker();
+        let tries = if repick { 0 } else { limits::QUEUE_REPICKS };
         if w == self.id {
-            if !self.deliver(&sub, view, true) {
+            if !self.deliver(&sub, view, true) && repick {
                 let msg = owned
                     .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
                     .clone();
@@ -646,7 +706,7 @@ impl Worker {
             let msg = owned
                 .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
                 .clone();
-            self.send(w, Envelope::DeliverOne { msg, sub, tries: 0 });
+            self.send(w, Envelope::DeliverOne { msg, sub, tries });
         }
     }
 
@@ -920,6 +980,9 @@ impl Worker {
             barriers_out: 0,
             pongs_owed: 0,
             in_deferred: false,
+            identity: Identity::Anonymous,
+            chat_rooms: Vec::new(),
+            gathers: 0,
         };
         let info = proto::Info {
             server_id: self.shared.server_id.clone(),
@@ -1163,6 +1226,21 @@ impl Worker {
             return;
         };
         let first = !c.connected;
+        if !first && connect.user != c.connect.user {
+            // A session's user is fixed by its first CONNECT: chat state (presence,
+            // subscriptions' owner) was built on it.
+            self.fail(slot, CloseReason::AuthViolation);
+            return;
+        }
+        let Some(c) = self.clients.at(slot) else {
+            return;
+        };
+        c.identity = match connect.user.as_deref() {
+            None | Some("") => Identity::Anonymous,
+            Some(u) => {
+                crate::chat::parse_name(u.as_bytes()).map_or(Identity::Invalid, Identity::User)
+            }
+        };
         c.opts = Opts {
             verbose: connect.verbose,
             pedantic: connect.pedantic,
@@ -1197,6 +1275,14 @@ impl Worker {
             echo: c.opts.echo,
         };
         let strict = c.opts.verbose || c.opts.pedantic;
+        if crate::chat::is_chat(p.subject) {
+            self.ok(slot);
+            let counters = &self.shared.counters[self.id];
+            counters.add(Counter::InMsgs, 1);
+            counters.add(Counter::InBytes, p.payload.len() as u64);
+            self.handle_chat_pub(slot, p, origin, strict);
+            return;
+        }
         // As nats-server: a pedantic client is told about a wildcard or malformed subject,
         // then gets its +OK; a wildcard subject is still delivered (literally), and one with
         // an empty token matches no subscription (the index's rule).
@@ -1304,7 +1390,13 @@ impl Worker {
                 });
                 return;
             }
-            let sub = SubRef(Arc::new(SubState::new(c.key, sid, pattern.clone(), queue)));
+            let user = match &c.identity {
+                Identity::User(u) => Some(u.clone()),
+                _ => None,
+            };
+            let sub = SubRef(Arc::new(
+                SubState::new(c.key, sid, pattern.clone(), queue).with_user(user),
+            ));
             c.subs.insert(sid.into(), sub.clone());
             self.pending_subs.push(Change::Insert {
                 pattern,
@@ -1425,6 +1517,7 @@ impl Worker {
                 })
                 .collect();
             self.shared.sublist.apply(removals);
+            self.chat_session_gone(&c);
             // Relaxed: see `adopt`.
             self.shared.open.fetch_sub(1, Ordering::Relaxed);
             self.shared.counters[self.id].add(Counter::Closed, 1);

@@ -1,0 +1,162 @@
+//! The chat layer: users, rooms, direct messages, presence and history, on reserved
+//! `$CHAT.` subjects (the contract is docs/chat.md).
+//!
+//! - [`request`]: what a client asked, parsed and validated on the client's own worker.
+//! - [`shard`]: the rooms and conversations one worker owns, and the plain method that
+//!   applies an operation to them. It reads no clock (time is passed in) and does no I/O:
+//!   it answers with [`shard::Effect`]s the worker carries out.
+//! - [`history`]: the bounded window of recent messages each conversation keeps.
+//!
+//! Every room and direct conversation has one owner worker, chosen by hashing its name (see
+//! [`owner_of_room`], [`owner_of_dm`]) as a plain subject's owner is. Everything that touches a
+//! conversation is applied there, one at a time, which is what gives a room one total order
+//! with gap-free sequence numbers, exact member limits and presence without locks.
+
+pub mod history;
+pub mod request;
+pub mod shard;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::envelope::ConnKey;
+use crate::limits;
+use crate::subject;
+
+/// A user or room name: validated by [`parse_name`].
+pub type Name = Arc<str>;
+
+/// Every chat subject starts with this.
+pub const PREFIX: &[u8] = b"$CHAT.";
+/// Requests: `$CHAT.API.<op>`.
+pub const API_PREFIX: &[u8] = b"$CHAT.API.";
+/// Room messages: `$CHAT.MSG.<room>`.
+pub const MSG_PREFIX: &[u8] = b"$CHAT.MSG.";
+/// Room events: `$CHAT.EVT.<room>`.
+pub const EVT_PREFIX: &[u8] = b"$CHAT.EVT.";
+/// Direct messages to a user: `$CHAT.DM.<user>`.
+pub const DM_PREFIX: &[u8] = b"$CHAT.DM.";
+
+/// Whether a subject is in the chat namespace (handled by the chat layer, never delivered
+/// through the plain path).
+pub fn is_chat(subject: &[u8]) -> bool {
+    subject.starts_with(PREFIX)
+}
+
+/// Validates a user or room name: 1 to [`limits::MAX_CHAT_NAME_BYTES`] bytes of
+/// `A-Z a-z 0-9 _ -`, so that it is always exactly one subject token.
+pub fn parse_name(b: &[u8]) -> Option<Name> {
+    let ok = !b.is_empty()
+        && b.len() <= limits::MAX_CHAT_NAME_BYTES
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+    // The alphabet is ASCII, so the bytes are UTF-8.
+    ok.then(|| Arc::from(std::str::from_utf8(b).unwrap_or_default()))
+}
+
+/// What a PUB to a `$CHAT.` subject asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A request: `$CHAT.API.<op>` (the op may contain dots).
+    Api(&'a [u8]),
+    /// A room message: `$CHAT.MSG.<room>`.
+    Room(&'a [u8]),
+    /// A direct message: `$CHAT.DM.<user>`.
+    Dm(&'a [u8]),
+    /// Anything else in the namespace (events, unknown kinds): nobody may publish there.
+    Refused,
+}
+
+/// Sorts a `$CHAT.` subject into what publishing to it means.
+pub fn classify(subject: &[u8]) -> Target<'_> {
+    if let Some(op) = subject.strip_prefix(API_PREFIX) {
+        Target::Api(op)
+    } else if let Some(room) = subject.strip_prefix(MSG_PREFIX) {
+        Target::Room(room)
+    } else if let Some(user) = subject.strip_prefix(DM_PREFIX) {
+        Target::Dm(user)
+    } else {
+        Target::Refused
+    }
+}
+
+/// The worker that owns a room.
+pub fn owner_of_room(room: &str, workers: usize) -> usize {
+    subject::owner(room.as_bytes(), workers)
+}
+
+/// The worker that owns the direct conversation between two users (either order).
+pub fn owner_of_dm(a: &str, b: &str, workers: usize) -> usize {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut key = Vec::with_capacity(lo.len() + hi.len() + 1);
+    key.extend_from_slice(lo.as_bytes());
+    key.push(b' ');
+    key.extend_from_slice(hi.as_bytes());
+    subject::owner(&key, workers)
+}
+
+/// A refused chat operation: a code from the table in docs/chat.md and a description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct ChatError {
+    /// 400, 401, 403, 404, 409, 410 or 429 (docs/chat.md).
+    pub code: u16,
+    /// What went wrong, for people.
+    pub description: String,
+}
+
+impl ChatError {
+    /// A `code` error.
+    pub fn new(code: u16, description: impl Into<String>) -> ChatError {
+        ChatError {
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad(description: impl Into<String>) -> ChatError {
+        ChatError::new(400, description)
+    }
+
+    /// The error as its JSON reply object.
+    pub fn to_json(&self) -> Value {
+        json!({"error": {"code": self.code, "description": self.description}})
+    }
+}
+
+/// What an answer carries: a JSON result or an error.
+pub type Outcome = Result<Value, ChatError>;
+
+/// Who sent a request: the session and its (validated) user.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// The session's connection.
+    pub conn: ConnKey,
+    /// The session's id (`client_id` in INFO).
+    pub session: u64,
+    /// The session's user.
+    pub user: Name,
+    /// Whether the session receives its own messages (CONNECT `echo`).
+    pub echo: bool,
+}
+
+/// Where the answer to a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyTo {
+    /// Nowhere: a message published without a reply subject that was accepted.
+    Nobody,
+    /// To the requester's subscriptions matching this reply subject.
+    Subject(Box<[u8]>),
+    /// Part `index` of gathered request `id` on the requester's worker.
+    Part {
+        /// The request's id on the requester's worker.
+        id: u64,
+        /// The part's position in the answer.
+        index: u32,
+    },
+    /// A message published without a reply subject: if refused, the publisher gets
+    /// `-ERR 'Permissions Violation for Publish to "<subject>"'`.
+    ErrFor(Box<[u8]>),
+}

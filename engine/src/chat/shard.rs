@@ -1,0 +1,822 @@
+//! The rooms and direct conversations one worker owns, and how an operation changes them.
+//!
+//! [`Shard::handle`] applies one operation and says what must happen as [`Effect`]s: messages
+//! to fan out (to subscriber sets already filtered down to who may receive them) and answers
+//! to send. The worker carries them out in order, so the effects of one operation reach each
+//! destination worker in the order they were produced, behind everything produced earlier.
+//!
+//! # Who receives what
+//! A room message or event is matched against the subscription index like any subject, then
+//! each matched set is filtered to the subscriptions whose user is a member *now*; a direct
+//! message's sets are filtered to the addressed user's subscriptions. The filtered sets are
+//! cached per conversation and reused while neither the matched sets (compared by pointer:
+//! the index replaces a set whenever it changes) nor the membership (a version number) have
+//! changed, so a steady room costs one index match and a few pointer compares per message.
+//!
+//! # Bounds
+//! Each window keeps at most `history` messages; all windows of the shard together keep at
+//! most `history_bytes`: past it the shard's oldest kept message goes first, whichever
+//! conversation it belongs to (a queue of what was kept, in order, finds it). Rooms and
+//! direct conversations per shard, members per room and broadcast targets are capped in
+//! [`crate::limits`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::history::{Entry, Window};
+use super::request::{Conv, Op};
+use super::{ChatError, Name, Outcome, ReplyTo, Requester, EVT_PREFIX, MSG_PREFIX};
+use crate::envelope::{ConnKey, Msg, MsgView, Origin, SubRef};
+use crate::limits;
+use crate::sublist::{Placed, QueueGroup, SubSet, Sublist};
+
+/// Filtered subscriber sets for one delivery, shared by every worker it reaches.
+pub type Audience = Arc<[Arc<SubSet<SubRef>>]>;
+
+/// What the worker must do after an operation.
+#[derive(Debug)]
+pub enum Effect {
+    /// Deliver `msg` to every subscriber in `sets` (already filtered).
+    Fanout {
+        /// The message, stamped.
+        msg: Arc<Msg>,
+        /// Who may receive it.
+        sets: Audience,
+    },
+    /// Answer a requester.
+    Answer {
+        /// The requester's connection.
+        conn: ConnKey,
+        /// Where the answer goes.
+        to: ReplyTo,
+        /// The result or the error.
+        outcome: Outcome,
+    },
+}
+
+/// What an operation needs from the worker: the time, the subscription index, and where to
+/// put its effects.
+pub struct Ctx<'a> {
+    /// Milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    /// The subscription index.
+    pub index: &'a Sublist<SubRef>,
+    /// Effects, appended in order.
+    pub out: &'a mut Vec<Effect>,
+}
+
+/// Settings of one shard.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardLimits {
+    /// Messages each window keeps.
+    pub history: usize,
+    /// Bytes all windows of this shard keep together.
+    pub history_bytes: u64,
+    /// Rooms this shard holds.
+    pub rooms: usize,
+    /// Direct conversations this shard holds.
+    pub dms: usize,
+    /// Largest history page, in payload bytes (the server's `max_payload`).
+    pub page_bytes: usize,
+}
+
+/// The chat state one worker owns.
+pub struct Shard {
+    limits: ShardLimits,
+    rooms: HashMap<Name, Room>,
+    dms: HashMap<(Name, Name), Dm>,
+    /// What was kept, oldest first, to find the shard's oldest message.
+    kept: VecDeque<Kept>,
+    /// Messages in all windows.
+    kept_len: usize,
+    /// Bytes in all windows.
+    kept_bytes: u64,
+    next_incarnation: u64,
+    scratch: Vec<Arc<SubSet<SubRef>>>,
+}
+
+struct Room {
+    incarnation: u64,
+    private: bool,
+    limit: Option<u32>,
+    members: BTreeSet<Name>,
+    admins: BTreeSet<Name>,
+    /// Present sessions per user: (connection, session id), in join order.
+    present: BTreeMap<Name, Vec<(ConnKey, u64)>>,
+    window: Window,
+    /// Bumped on every membership change (invalidates the cached audiences).
+    version: u64,
+    msg_subject: Box<[u8]>,
+    evt_subject: Box<[u8]>,
+    msg_cache: Option<Cached>,
+    evt_cache: Option<Cached>,
+}
+
+struct Dm {
+    incarnation: u64,
+    window: Window,
+    /// Cached audiences toward the lower and the higher user name.
+    caches: [Option<Cached>; 2],
+}
+
+struct Cached {
+    sources: Vec<Arc<SubSet<SubRef>>>,
+    version: u64,
+    sets: Option<Audience>,
+}
+
+#[derive(Clone)]
+enum Key {
+    Room(Name),
+    Dm(Name, Name),
+}
+
+struct Kept {
+    key: Key,
+    incarnation: u64,
+    seq: u64,
+}
+
+/// The origin of server-made messages (events): no connection, so no echo rule applies.
+const SERVER_ORIGIN: Origin = Origin {
+    conn: ConnKey {
+        worker: u16::MAX,
+        slot: u32::MAX,
+        gen: u32::MAX,
+    },
+    no_responders: false,
+    echo: true,
+};
+
+impl Shard {
+    /// An empty shard.
+    pub fn new(limits: ShardLimits) -> Shard {
+        Shard {
+            limits,
+            rooms: HashMap::new(),
+            dms: HashMap::new(),
+            kept: VecDeque::new(),
+            kept_len: 0,
+            kept_bytes: 0,
+            next_incarnation: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Rooms held.
+    pub fn rooms(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Direct conversations held.
+    pub fn dms(&self) -> usize {
+        self.dms.len()
+    }
+
+    /// Messages and bytes kept in all windows.
+    pub fn kept(&self) -> (usize, u64) {
+        (self.kept_len, self.kept_bytes)
+    }
+
+    /// Applies `op` from `from`, answering to `to`.
+    pub fn handle(&mut self, from: &Requester, op: Op, to: ReplyTo, ctx: &mut Ctx<'_>) {
+        let outcome = match op {
+            Op::Publish(Conv::Room(room), msg) => self.publish_room(from, &room, &msg, ctx),
+            Op::Publish(Conv::Dm(peer), msg) => self.publish_dm(from, &peer, &msg, ctx),
+            Op::History(conv, q) => self.history(from, &conv, &q),
+            Op::List => Ok(self.list(&from.user)),
+            Op::Create {
+                room,
+                private,
+                limit,
+            } => self.create(from, room, private, limit),
+            op => self.room_op(from, op, ctx),
+        };
+        match (&to, &outcome) {
+            (ReplyTo::Nobody, _) | (ReplyTo::ErrFor(_), Ok(_)) => {}
+            _ => ctx.out.push(Effect::Answer {
+                conn: from.conn,
+                to,
+                outcome,
+            }),
+        }
+    }
+
+    /// A session has closed: it leaves the presence of `rooms` (those it joined here).
+    pub fn gone(
+        &mut self,
+        conn: ConnKey,
+        session: u64,
+        user: &Name,
+        rooms: &[Name],
+        ctx: &mut Ctx<'_>,
+    ) {
+        for name in rooms {
+            let Some(room) = self.rooms.get_mut(name) else {
+                continue;
+            };
+            let Some(sessions) = room.present.get_mut(user) else {
+                continue;
+            };
+            let Some(i) = sessions.iter().position(|&(c, _)| c == conn) else {
+                continue;
+            };
+            sessions.remove(i);
+            let event = if sessions.is_empty() {
+                room.present.remove(user);
+                json!({"event": "leave", "room": &**name, "user": &**user,
+                    "reason": "disconnected", "session": session})
+            } else {
+                json!({"event": "remove", "room": &**name, "user": &**user, "session": session})
+            };
+            room.event(&event, &mut self.scratch, ctx);
+        }
+    }
+
+    fn create(
+        &mut self,
+        from: &Requester,
+        name: Name,
+        private: bool,
+        limit: Option<u32>,
+    ) -> Outcome {
+        if self.rooms.contains_key(&name) {
+            return Err(ChatError::new(409, format!("room {name} exists")));
+        }
+        if self.rooms.len() >= self.limits.rooms {
+            return Err(ChatError::new(429, "too many rooms"));
+        }
+        let incarnation = self.incarnation();
+        let room = Room {
+            incarnation,
+            private,
+            limit,
+            members: BTreeSet::from([from.user.clone()]),
+            admins: BTreeSet::from([from.user.clone()]),
+            present: BTreeMap::new(),
+            window: Window::default(),
+            version: 0,
+            msg_subject: [MSG_PREFIX, name.as_bytes()].concat().into(),
+            evt_subject: [EVT_PREFIX, name.as_bytes()].concat().into(),
+            msg_cache: None,
+            evt_cache: None,
+        };
+        self.rooms.insert(name.clone(), room);
+        Ok(json!({"room": &*name, "private": private, "limit": limit}))
+    }
+
+    /// The operations on one existing room, other than publishing and history.
+    fn room_op(&mut self, from: &Requester, op: Op, ctx: &mut Ctx<'_>) -> Outcome {
+        let Some(name) = op.room().cloned() else {
+            return Err(ChatError::bad("not a room operation"));
+        };
+        let Some(room) = self.rooms.get_mut(&name) else {
+            return Err(no_such_room(&name));
+        };
+        let me = &from.user;
+        let is_member = room.members.contains(me);
+        let is_admin = room.admins.contains(me);
+        let scratch = &mut self.scratch;
+        match op {
+            Op::Join(_) => {
+                if !is_member {
+                    if room.private {
+                        return Err(ChatError::new(
+                            403,
+                            format!("room {name} is private: an admin must add you"),
+                        ));
+                    }
+                    room.check_room_for_one(&name)?;
+                    room.members.insert(me.clone());
+                    room.version += 1;
+                }
+                let sessions = room.present.entry(me.clone()).or_default();
+                if !sessions.iter().any(|&(c, _)| c == from.conn) {
+                    let first = sessions.is_empty();
+                    sessions.push((from.conn, from.session));
+                    let event = if first { "join" } else { "add" };
+                    let event = json!({"event": event, "room": &*name, "user": &**me,
+                        "session": from.session});
+                    room.event(&event, scratch, ctx);
+                }
+                Ok(json!({"room": &*name, "seq": room.window.last(),
+                    "members": room.members.len()}))
+            }
+            Op::Leave(_) => {
+                if !is_member {
+                    return Err(not_member(&name));
+                }
+                if is_admin && room.admins.len() == 1 {
+                    return Err(ChatError::new(
+                        409,
+                        "the last admin cannot leave: promote another member or close the room",
+                    ));
+                }
+                room.remove_member(me);
+                let event = json!({"event": "leave", "room": &*name, "user": &**me,
+                    "reason": "left"});
+                room.event(&event, scratch, ctx);
+                Ok(json!({"room": &*name}))
+            }
+            Op::Add(_, user) => {
+                require_admin(is_admin, &name)?;
+                if room.members.contains(&user) {
+                    return Err(ChatError::new(
+                        409,
+                        format!("{user} is already a member of {name}"),
+                    ));
+                }
+                room.check_room_for_one(&name)?;
+                room.members.insert(user.clone());
+                room.version += 1;
+                Ok(json!({"room": &*name, "user": &*user}))
+            }
+            Op::Kick(_, user) => {
+                require_admin(is_admin, &name)?;
+                if !room.members.contains(&user) {
+                    return Err(user_not_member(&user, &name));
+                }
+                if room.admins.contains(&user) && room.admins.len() == 1 {
+                    return Err(ChatError::new(409, "the last admin cannot be removed"));
+                }
+                room.remove_member(&user);
+                let event = json!({"event": "leave", "room": &*name, "user": &*user,
+                    "reason": "kicked", "by": &**me});
+                room.event(&event, scratch, ctx);
+                Ok(json!({"room": &*name, "user": &*user}))
+            }
+            Op::Promote(_, user) => {
+                require_admin(is_admin, &name)?;
+                if !room.members.contains(&user) {
+                    return Err(user_not_member(&user, &name));
+                }
+                room.admins.insert(user.clone());
+                Ok(json!({"room": &*name, "user": &*user}))
+            }
+            Op::Demote(_, user) => {
+                require_admin(is_admin, &name)?;
+                if !room.members.contains(&user) {
+                    return Err(user_not_member(&user, &name));
+                }
+                if room.admins.contains(&user) && room.admins.len() == 1 {
+                    return Err(ChatError::new(
+                        409,
+                        "a room keeps at least one admin: promote another member first",
+                    ));
+                }
+                room.admins.remove(&user);
+                Ok(json!({"room": &*name, "user": &*user}))
+            }
+            Op::Limit(_, limit) => {
+                require_admin(is_admin, &name)?;
+                if let Some(n) = limit {
+                    if (n as usize) < room.members.len() {
+                        return Err(ChatError::new(
+                            409,
+                            format!(
+                                "limit {n} is below the {} current members",
+                                room.members.len()
+                            ),
+                        ));
+                    }
+                }
+                room.limit = limit;
+                Ok(json!({"room": &*name, "limit": limit}))
+            }
+            Op::Close(_) => {
+                require_admin(is_admin, &name)?;
+                let event = json!({"event": "close", "room": &*name, "by": &**me});
+                room.event(&event, scratch, ctx);
+                if let Some(room) = self.rooms.remove(&name) {
+                    self.kept_len -= room.window.len();
+                    self.kept_bytes -= room.window.bytes();
+                }
+                Ok(json!({"room": &*name}))
+            }
+            Op::Info(_) => {
+                if room.private && !is_member {
+                    return Err(not_member(&name));
+                }
+                Ok(
+                    json!({"room": &*name, "private": room.private, "limit": room.limit,
+                    "seq": room.window.last(),
+                    "members": room.members.iter().map(|m| &**m).collect::<Vec<_>>(),
+                    "admins": room.admins.iter().map(|m| &**m).collect::<Vec<_>>()}),
+                )
+            }
+            Op::Presence(_) => {
+                if !is_member {
+                    return Err(not_member(&name));
+                }
+                let online: Vec<Value> = room
+                    .present
+                    .iter()
+                    .map(|(u, s)| json!({"user": &**u, "sessions": s.len()}))
+                    .collect();
+                Ok(json!({"room": &*name, "online": online}))
+            }
+            _ => Err(ChatError::bad("not a room operation")),
+        }
+    }
+
+    fn list(&self, me: &Name) -> Value {
+        let mut rooms: Vec<(&Name, &Room)> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| !r.private || r.members.contains(me))
+            .collect();
+        rooms.sort_by(|a, b| a.0.cmp(b.0));
+        Value::Array(
+            rooms
+                .into_iter()
+                .map(|(name, r)| {
+                    json!({"room": &**name, "private": r.private, "limit": r.limit,
+                        "members": r.members.len(), "member": r.members.contains(me),
+                        "admin": r.admins.contains(me)})
+                })
+                .collect(),
+        )
+    }
+
+    fn history(&self, from: &Requester, conv: &Conv, q: &super::request::HistoryQuery) -> Outcome {
+        let (label, window) = match conv {
+            Conv::Room(name) => {
+                let room = self.rooms.get(name).ok_or_else(|| no_such_room(name))?;
+                if !room.members.contains(&from.user) {
+                    return Err(not_member(name));
+                }
+                (json!({"room": &**name}), Some(&room.window))
+            }
+            Conv::Dm(peer) => (
+                json!({"user": &**peer}),
+                self.dms.get(&pair(&from.user, peer)).map(|d| &d.window),
+            ),
+        };
+        let empty = Window::default();
+        let window = window.unwrap_or(&empty);
+        let page = window.page(q, self.limits.page_bytes)?;
+        let mut out = label;
+        out["first"] = json!(window.first());
+        out["last"] = json!(window.last());
+        out["more"] = json!(page.more);
+        out["messages"] = Value::Array(page.entries.iter().map(|e| e.to_json()).collect());
+        Ok(out)
+    }
+
+    fn publish_room(
+        &mut self,
+        from: &Requester,
+        name: &Name,
+        msg: &Msg,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return Err(no_such_room(name));
+        };
+        if !room.members.contains(&from.user) {
+            return Err(not_member(name));
+        }
+        let seq = room.window.next_seq();
+        let stamped = Arc::new(stamp(&room.msg_subject, msg, &from.user, seq, ctx.now_ms));
+        let Room {
+            members,
+            msg_cache,
+            version,
+            msg_subject,
+            window,
+            incarnation,
+            ..
+        } = room;
+        let keep = |s: &SubRef| s.0.user.as_ref().is_some_and(|u| members.contains(u));
+        if let Some(sets) = audience(
+            msg_cache,
+            *version,
+            msg_subject,
+            ctx.index,
+            &mut self.scratch,
+            keep,
+        ) {
+            ctx.out.push(Effect::Fanout {
+                msg: stamped.clone(),
+                sets,
+            });
+        }
+        let entry = Entry {
+            seq,
+            from: from.user.clone(),
+            time_ms: ctx.now_ms,
+            msg: stamped,
+        };
+        let before = (window.len(), window.bytes());
+        window.push(entry, self.limits.history);
+        let after = (window.len(), window.bytes());
+        let incarnation = *incarnation;
+        self.account(before, after, Key::Room(name.clone()), incarnation, seq);
+        Ok(json!({"room": &**name, "seq": seq}))
+    }
+
+    fn publish_dm(
+        &mut self,
+        from: &Requester,
+        peer: &Name,
+        msg: &Msg,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let key = pair(&from.user, peer);
+        if !self.dms.contains_key(&key) {
+            if self.dms.len() >= self.limits.dms {
+                return Err(ChatError::new(429, "too many direct conversations"));
+            }
+            let incarnation = self.incarnation();
+            self.dms.insert(
+                key.clone(),
+                Dm {
+                    incarnation,
+                    window: Window::default(),
+                    caches: [None, None],
+                },
+            );
+        }
+        let Some(dm) = self.dms.get_mut(&key) else {
+            return Err(ChatError::new(429, "too many direct conversations"));
+        };
+        let seq = dm.window.next_seq();
+        let subject: Vec<u8> = Conv::Dm(peer.clone()).subject();
+        let stamped = Arc::new(stamp(&subject, msg, &from.user, seq, ctx.now_ms));
+        let side = usize::from(**peer != *key.0);
+        let keep = |s: &SubRef| s.0.user.as_ref() == Some(peer);
+        if let Some(sets) = audience(
+            &mut dm.caches[side],
+            0,
+            &subject,
+            ctx.index,
+            &mut self.scratch,
+            keep,
+        ) {
+            ctx.out.push(Effect::Fanout {
+                msg: stamped.clone(),
+                sets,
+            });
+        }
+        let entry = Entry {
+            seq,
+            from: from.user.clone(),
+            time_ms: ctx.now_ms,
+            msg: stamped,
+        };
+        let before = (dm.window.len(), dm.window.bytes());
+        dm.window.push(entry, self.limits.history);
+        let after = (dm.window.len(), dm.window.bytes());
+        let incarnation = dm.incarnation;
+        self.account(before, after, Key::Dm(key.0, key.1), incarnation, seq);
+        Ok(json!({"user": &**peer, "seq": seq}))
+    }
+
+    /// Records a kept message and enforces the shard's byte budget.
+    fn account(
+        &mut self,
+        before: (usize, u64),
+        after: (usize, u64),
+        key: Key,
+        incarnation: u64,
+        seq: u64,
+    ) {
+        self.kept_len = self.kept_len + after.0 - before.0;
+        self.kept_bytes = self.kept_bytes + after.1 - before.1;
+        self.kept.push_back(Kept {
+            key,
+            incarnation,
+            seq,
+        });
+        while self.kept_bytes > self.limits.history_bytes {
+            let Some(k) = self.kept.pop_front() else {
+                break;
+            };
+            let Some(window) = self.window_of(&k) else {
+                continue;
+            };
+            if window.first() == k.seq && !window.is_empty() {
+                if let Some(w) = window.pop_oldest() {
+                    self.kept_len -= 1;
+                    self.kept_bytes -= w;
+                }
+            }
+        }
+        // Entries for messages that already left their window (count cap, closed room) are
+        // skipped above when they come up; compact when they dominate, so the queue stays
+        // within a constant factor of what is kept.
+        if self.kept.len() > 2 * self.kept_len + 1024 {
+            let mut kept = std::mem::take(&mut self.kept);
+            kept.retain(|k| {
+                self.window_of(k)
+                    .is_some_and(|w| !w.is_empty() && w.first() <= k.seq)
+            });
+            self.kept = kept;
+        }
+    }
+
+    fn window_of(&mut self, k: &Kept) -> Option<&mut Window> {
+        match &k.key {
+            Key::Room(name) => self
+                .rooms
+                .get_mut(name)
+                .filter(|r| r.incarnation == k.incarnation)
+                .map(|r| &mut r.window),
+            Key::Dm(a, b) => self
+                .dms
+                .get_mut(&(a.clone(), b.clone()))
+                .filter(|d| d.incarnation == k.incarnation)
+                .map(|d| &mut d.window),
+        }
+    }
+
+    fn incarnation(&mut self) -> u64 {
+        self.next_incarnation += 1;
+        self.next_incarnation
+    }
+}
+
+impl Room {
+    /// Refuses a new member when the room is at its limit (or at the hard cap).
+    fn check_room_for_one(&self, name: &Name) -> Result<(), ChatError> {
+        let n = self.members.len();
+        if n >= limits::MAX_ROOM_MEMBERS || self.limit.is_some_and(|l| n >= l as usize) {
+            return Err(ChatError::new(409, format!("room {name} is full")));
+        }
+        Ok(())
+    }
+
+    fn remove_member(&mut self, user: &Name) {
+        self.members.remove(user);
+        self.admins.remove(user);
+        self.present.remove(user);
+        self.version += 1;
+    }
+
+    /// Sends a presence event to the members subscribed to the room's events.
+    fn event(&mut self, event: &Value, scratch: &mut Vec<Arc<SubSet<SubRef>>>, ctx: &mut Ctx<'_>) {
+        let Room {
+            members,
+            evt_cache,
+            version,
+            evt_subject,
+            ..
+        } = self;
+        let keep = |s: &SubRef| s.0.user.as_ref().is_some_and(|u| members.contains(u));
+        let Some(sets) = audience(evt_cache, *version, evt_subject, ctx.index, scratch, keep)
+        else {
+            return;
+        };
+        let payload = event.to_string();
+        let msg = Msg::from_view(&MsgView {
+            subject: evt_subject,
+            reply: None,
+            headers: None,
+            payload: payload.as_bytes(),
+            origin: SERVER_ORIGIN,
+        });
+        ctx.out.push(Effect::Fanout {
+            msg: Arc::new(msg),
+            sets,
+        });
+    }
+}
+
+/// The subscriber sets `subject` reaches, filtered by `keep`; from `cache` when neither the
+/// index's sets nor `version` changed since it was filled. `None`: nobody.
+fn audience(
+    cache: &mut Option<Cached>,
+    version: u64,
+    subject: &[u8],
+    index: &Sublist<SubRef>,
+    scratch: &mut Vec<Arc<SubSet<SubRef>>>,
+    keep: impl Fn(&SubRef) -> bool,
+) -> Option<Audience> {
+    scratch.clear();
+    index.matches(subject, scratch);
+    if let Some(c) = cache {
+        let same = c.version == version
+            && c.sources.len() == scratch.len()
+            && c.sources
+                .iter()
+                .zip(scratch.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if same {
+            scratch.clear();
+            return c.sets.clone();
+        }
+    }
+    let filtered: Vec<Arc<SubSet<SubRef>>> = scratch
+        .iter()
+        .filter_map(|set| filter(set, &keep))
+        .map(Arc::new)
+        .collect();
+    let sets = (!filtered.is_empty()).then(|| Audience::from(filtered));
+    *cache = Some(Cached {
+        sources: std::mem::take(scratch),
+        version,
+        sets: sets.clone(),
+    });
+    sets
+}
+
+/// The part of `set` that `keep` admits, or `None` if that is nobody.
+fn filter(set: &SubSet<SubRef>, keep: &impl Fn(&SubRef) -> bool) -> Option<SubSet<SubRef>> {
+    let plain: Box<[SubRef]> = set.plain.iter().filter(|s| keep(s)).cloned().collect();
+    let queues: Box<[QueueGroup<SubRef>]> = set
+        .queues
+        .iter()
+        .filter_map(|g| {
+            let members: Box<[SubRef]> = g.members.iter().filter(|s| keep(s)).cloned().collect();
+            (!members.is_empty()).then(|| QueueGroup {
+                name: g.name.clone(),
+                workers: workers_of(&members),
+                members,
+            })
+        })
+        .collect();
+    if plain.is_empty() && queues.is_empty() {
+        return None;
+    }
+    Some(SubSet {
+        pattern: set.pattern.clone(),
+        plain_workers: workers_of(&plain),
+        plain,
+        queues,
+    })
+}
+
+fn workers_of(subs: &[SubRef]) -> u64 {
+    subs.iter().fold(0, |m, s| m | 1 << s.worker())
+}
+
+/// The message as delivered: on `subject`, without a reply subject, with the sender,
+/// sequence and time stamped in its headers (replacing any `Chat-` header it carried).
+fn stamp(subject: &[u8], msg: &Msg, from: &str, seq: u64, now_ms: u64) -> Msg {
+    let view = msg.view();
+    let mut headers =
+        format!("NATS/1.0\r\nChat-From: {from}\r\nChat-Seq: {seq}\r\nChat-Time: {now_ms}\r\n")
+            .into_bytes();
+    if let Some(h) = view.headers {
+        // Skip the version line; keep every header line that is not a `Chat-` one.
+        for line in h.split(|&b| b == b'\n').skip(1) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let name_start = line
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(0);
+            let is_chat = line[name_start..]
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"chat-"));
+            if !is_chat {
+                headers.extend_from_slice(line);
+                headers.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    headers.extend_from_slice(b"\r\n");
+    Msg::from_view(&MsgView {
+        subject,
+        reply: None,
+        headers: Some(&headers),
+        payload: view.payload,
+        origin: view.origin,
+    })
+}
+
+/// The two users of a direct conversation, lower name first.
+fn pair(a: &Name, b: &Name) -> (Name, Name) {
+    if a <= b {
+        (a.clone(), b.clone())
+    } else {
+        (b.clone(), a.clone())
+    }
+}
+
+fn require_admin(is_admin: bool, room: &Name) -> Result<(), ChatError> {
+    if is_admin {
+        Ok(())
+    } else {
+        Err(ChatError::new(
+            403,
+            format!("only an admin of {room} may do that"),
+        ))
+    }
+}
+
+fn no_such_room(room: &Name) -> ChatError {
+    ChatError::new(404, format!("no such room: {room}"))
+}
+
+fn not_member(room: &Name) -> ChatError {
+    ChatError::new(403, format!("not a member of {room}"))
+}
+
+fn user_not_member(user: &Name, room: &Name) -> ChatError {
+    ChatError::new(404, format!("{user} is not a member of {room}"))
+}
