@@ -820,3 +820,356 @@ fn not_member(room: &Name) -> ChatError {
 fn user_not_member(user: &Name, room: &Name) -> ChatError {
     ChatError::new(404, format!("{user} is not a member of {room}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{MsgView, SubState};
+    use crate::subject::Pattern;
+
+    const LIMITS: ShardLimits = ShardLimits {
+        history: 1000,
+        history_bytes: 1 << 30,
+        rooms: 100,
+        dms: 100,
+        page_bytes: 1 << 20,
+    };
+
+    fn conn(slot: u32) -> ConnKey {
+        ConnKey {
+            worker: 0,
+            slot,
+            gen: 0,
+        }
+    }
+
+    fn who(user: &str, slot: u32) -> Requester {
+        Requester {
+            conn: conn(slot),
+            session: u64::from(slot),
+            user: user.into(),
+            echo: true,
+        }
+    }
+
+    fn sub(index: &Sublist<SubRef>, user: &str, slot: u32, subject: &str) -> SubRef {
+        let pattern = Pattern::parse(subject.as_bytes()).unwrap();
+        let s = SubRef(Arc::new(
+            SubState::new(conn(slot), b"1", pattern.clone(), None).with_user(Some(user.into())),
+        ));
+        index.insert(&pattern, None, s.clone());
+        s
+    }
+
+    fn msg(subject: &str, headers: Option<&[u8]>, payload: &str) -> Arc<Msg> {
+        Arc::new(Msg::from_view(&MsgView {
+            subject: subject.as_bytes(),
+            reply: None,
+            headers,
+            payload: payload.as_bytes(),
+            origin: Origin {
+                conn: conn(999),
+                no_responders: false,
+                echo: true,
+            },
+        }))
+    }
+
+    /// Applies `op` and returns (answer, the payloads fanned out with who gets them).
+    fn run(
+        shard: &mut Shard,
+        index: &Sublist<SubRef>,
+        from: &Requester,
+        op: Op,
+    ) -> (Outcome, Vec<(String, Vec<u32>)>) {
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            now_ms: 7,
+            index,
+            out: &mut out,
+        };
+        shard.handle(
+            from,
+            op,
+            ReplyTo::Subject(b"_INBOX.x".as_slice().into()),
+            &mut ctx,
+        );
+        let mut answer = None;
+        let mut fanned = Vec::new();
+        for e in out {
+            match e {
+                Effect::Answer { outcome, .. } => answer = Some(outcome),
+                Effect::Fanout { msg, sets } => {
+                    let v = msg.view();
+                    let mut slots: Vec<u32> = sets
+                        .iter()
+                        .flat_map(|s| s.plain.iter().map(|s| s.0.conn.slot))
+                        .collect();
+                    slots.sort_unstable();
+                    let text = match v.headers {
+                        Some(h) => format!(
+                            "{}{}",
+                            String::from_utf8_lossy(h),
+                            String::from_utf8_lossy(v.payload)
+                        ),
+                        None => String::from_utf8_lossy(v.payload).into_owned(),
+                    };
+                    fanned.push((text, slots));
+                }
+            }
+        }
+        (answer.expect("no answer"), fanned)
+    }
+
+    fn room(name: &str) -> Name {
+        name.into()
+    }
+
+    #[test]
+    fn room_messages_reach_members_only_and_are_stamped() {
+        let index = Sublist::new();
+        let mut shard = Shard::new(LIMITS);
+        let (alice, bob, eve) = (who("alice", 1), who("bob", 2), who("eve", 3));
+        sub(&index, "alice", 1, "$CHAT.MSG.r");
+        sub(&index, "bob", 2, "$CHAT.MSG.*");
+        sub(&index, "eve", 3, ">");
+        let create = Op::Create {
+            room: room("r"),
+            private: true,
+            limit: None,
+        };
+        run(&mut shard, &index, &alice, create).0.unwrap();
+        let forged = b"NATS/1.0\r\nchat-from: mallory\r\nX-Id: 9\r\n\r\n";
+        let (ok, fanned) = run(
+            &mut shard,
+            &index,
+            &alice,
+            Op::Publish(
+                Conv::Room(room("r")),
+                msg("$CHAT.MSG.r", Some(forged), "hi"),
+            ),
+        );
+        assert_eq!(ok.unwrap(), json!({"room": "r", "seq": 1}));
+        assert_eq!(
+            fanned,
+            vec![(
+                "NATS/1.0\r\nChat-From: alice\r\nChat-Seq: 1\r\nChat-Time: 7\r\nX-Id: 9\r\n\r\nhi"
+                    .to_string(),
+                vec![1]
+            )]
+        );
+        // Not a member: refused, nothing delivered.
+        let (err, fanned) = run(
+            &mut shard,
+            &index,
+            &eve,
+            Op::Publish(Conv::Room(room("r")), msg("$CHAT.MSG.r", None, "x")),
+        );
+        assert_eq!(err.unwrap_err().code, 403);
+        assert!(fanned.is_empty());
+        // Added: bob's wildcard now receives; eve's `>` never does.
+        run(&mut shard, &index, &alice, Op::Add(room("r"), "bob".into()))
+            .0
+            .unwrap();
+        let (_, fanned) = run(
+            &mut shard,
+            &index,
+            &bob,
+            Op::Publish(Conv::Room(room("r")), msg("$CHAT.MSG.r", None, "yo")),
+        );
+        assert_eq!(fanned[0].1, vec![1, 2]);
+        assert!(fanned[0].0.contains("Chat-From: bob\r\nChat-Seq: 2\r\n"));
+        // Kicked: bob receives nothing ordered after it.
+        run(
+            &mut shard,
+            &index,
+            &alice,
+            Op::Kick(room("r"), "bob".into()),
+        )
+        .0
+        .unwrap();
+        let (_, fanned) = run(
+            &mut shard,
+            &index,
+            &alice,
+            Op::Publish(Conv::Room(room("r")), msg("$CHAT.MSG.r", None, "bye")),
+        );
+        assert_eq!(fanned[0].1, vec![1]);
+    }
+
+    #[test]
+    fn presence_events_follow_sessions() {
+        let index = Sublist::new();
+        let mut shard = Shard::new(LIMITS);
+        sub(&index, "alice", 1, "$CHAT.EVT.r");
+        let alice = who("alice", 1);
+        let (bob1, bob2) = (who("bob", 2), who("bob", 3));
+        let create = Op::Create {
+            room: room("r"),
+            private: false,
+            limit: None,
+        };
+        run(&mut shard, &index, &alice, create).0.unwrap();
+        let events =
+            |f: Vec<(String, Vec<u32>)>| -> Vec<String> { f.into_iter().map(|e| e.0).collect() };
+        let (_, f) = run(&mut shard, &index, &bob1, Op::Join(room("r")));
+        assert_eq!(
+            events(f),
+            [r#"{"event":"join","room":"r","session":2,"user":"bob"}"#]
+        );
+        let (_, f) = run(&mut shard, &index, &bob2, Op::Join(room("r")));
+        assert_eq!(
+            events(f),
+            [r#"{"event":"add","room":"r","session":3,"user":"bob"}"#]
+        );
+        let (_, f) = run(&mut shard, &index, &bob2, Op::Join(room("r")));
+        assert!(
+            f.is_empty(),
+            "a second join of the same session is no event"
+        );
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            now_ms: 7,
+            index: &index,
+            out: &mut out,
+        };
+        shard.gone(conn(2), 2, &"bob".into(), &[room("r")], &mut ctx);
+        shard.gone(conn(3), 3, &"bob".into(), &[room("r")], &mut ctx);
+        shard.gone(conn(3), 3, &"bob".into(), &[room("r")], &mut ctx);
+        let texts: Vec<String> = out
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Fanout { msg, .. } => {
+                    Some(String::from_utf8_lossy(msg.view().payload).into_owned())
+                }
+                Effect::Answer { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"event":"remove","room":"r","session":2,"user":"bob"}"#,
+                r#"{"event":"leave","reason":"disconnected","room":"r","session":3,"user":"bob"}"#
+            ]
+        );
+        let (online, _) = run(&mut shard, &index, &alice, Op::Presence(room("r")));
+        assert_eq!(online.unwrap(), json!({"room": "r", "online": []}));
+    }
+
+    #[test]
+    fn member_limit_is_exact_and_admins_never_run_out() {
+        let index = Sublist::new();
+        let mut shard = Shard::new(LIMITS);
+        let admin = who("admin", 0);
+        let create = Op::Create {
+            room: room("r"),
+            private: false,
+            limit: Some(3),
+        };
+        run(&mut shard, &index, &admin, create).0.unwrap();
+        let codes: Vec<Option<u16>> = (1..=5)
+            .map(|i| {
+                let u = who(&format!("u{i}"), i);
+                run(&mut shard, &index, &u, Op::Join(room("r")))
+                    .0
+                    .err()
+                    .map(|e| e.code)
+            })
+            .collect();
+        assert_eq!(codes, [None, None, Some(409), Some(409), Some(409)]);
+        let limit = Op::Limit(room("r"), Some(2));
+        assert_eq!(
+            run(&mut shard, &index, &admin, limit).0.unwrap_err().code,
+            409
+        );
+        let leave = run(&mut shard, &index, &admin, Op::Leave(room("r"))).0;
+        assert_eq!(leave.unwrap_err().code, 409);
+        let demote = Op::Demote(room("r"), "admin".into());
+        assert_eq!(
+            run(&mut shard, &index, &admin, demote).0.unwrap_err().code,
+            409
+        );
+        let u1 = who("u1", 1);
+        let kick = Op::Kick(room("r"), "u2".into());
+        assert_eq!(run(&mut shard, &index, &u1, kick).0.unwrap_err().code, 403);
+        run(
+            &mut shard,
+            &index,
+            &admin,
+            Op::Promote(room("r"), "u1".into()),
+        )
+        .0
+        .unwrap();
+        run(&mut shard, &index, &admin, Op::Leave(room("r")))
+            .0
+            .unwrap();
+        let (info, _) = run(&mut shard, &index, &u1, Op::Info(room("r")));
+        let info = info.unwrap();
+        assert_eq!(info["members"], json!(["u1", "u2"]));
+        assert_eq!(info["admins"], json!(["u1"]));
+    }
+
+    #[test]
+    fn the_byte_budget_drops_the_shards_oldest_messages_first() {
+        let index = Sublist::new();
+        let one = {
+            let mut w = Window::default();
+            let seq = w.next_seq();
+            let m = Arc::new(stamp(
+                b"$CHAT.MSG.a",
+                &msg("$CHAT.MSG.a", None, "0123456789"),
+                "u",
+                seq,
+                7,
+            ));
+            Entry {
+                seq,
+                from: "u".into(),
+                time_ms: 7,
+                msg: m,
+            }
+            .weight()
+        };
+        let mut shard = Shard::new(ShardLimits {
+            history_bytes: 4 * one,
+            history: 3,
+            ..LIMITS
+        });
+        let u = who("u", 1);
+        for r in ["a", "b"] {
+            let create = Op::Create {
+                room: room(r),
+                private: false,
+                limit: None,
+            };
+            run(&mut shard, &index, &u, create).0.unwrap();
+        }
+        let publish = |shard: &mut Shard, r: &str| {
+            let m = msg(&format!("$CHAT.MSG.{r}"), None, "0123456789");
+            run(shard, &index, &u, Op::Publish(Conv::Room(room(r)), m))
+                .0
+                .unwrap();
+        };
+        for _ in 0..3 {
+            publish(&mut shard, "a");
+        }
+        publish(&mut shard, "b");
+        publish(&mut shard, "b");
+        // 5 kept would pass 4 entries' bytes: a's oldest went first.
+        assert_eq!(shard.kept(), (4, 4 * one));
+        // The count cap (3) drops b's own oldest; their queue entries go stale.
+        for _ in 0..4 {
+            publish(&mut shard, "b");
+        }
+        let first = |shard: &Shard, r: &str| shard.rooms[r].window.first();
+        assert_eq!((first(&shard, "a"), first(&shard, "b")), (3, 4));
+        assert_eq!(shard.kept(), (4, 4 * one));
+        // Over budget again: a3 goes, then b1..b3 (already gone) are skipped and b4 goes.
+        publish(&mut shard, "a");
+        publish(&mut shard, "a");
+        assert_eq!((first(&shard, "a"), first(&shard, "b")), (4, 5));
+        assert_eq!(shard.kept(), (4, 4 * one));
+        run(&mut shard, &index, &u, Op::Close(room("b"))).0.unwrap();
+        assert_eq!(shard.kept(), (2, 2 * one));
+    }
+}
