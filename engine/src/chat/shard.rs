@@ -95,6 +95,8 @@ pub struct Shard {
     kept_bytes: u64,
     next_incarnation: u64,
     scratch: Vec<Arc<SubSet<SubRef>>>,
+    /// The header block being stamped (reused).
+    headers: Vec<u8>,
 }
 
 struct Room {
@@ -162,6 +164,7 @@ impl Shard {
             kept_bytes: 0,
             next_incarnation: 0,
             scratch: Vec::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -183,8 +186,22 @@ impl Shard {
     /// Applies `op` from `from`, answering to `to`.
     pub fn handle(&mut self, from: &Requester, op: Op, to: ReplyTo, ctx: &mut Ctx<'_>) {
         let outcome = match op {
-            Op::Publish(Conv::Room(room), msg) => self.publish_room(from, &room, &msg, ctx),
-            Op::Publish(Conv::Dm(peer), msg) => self.publish_dm(from, &peer, &msg, ctx),
+            Op::Publish(conv, msg) => {
+                let seq = match &conv {
+                    Conv::Room(room) => self.publish_room(from, room, &msg, ctx),
+                    Conv::Dm(peer) => self.publish_dm(from, peer, &msg, ctx),
+                };
+                // The acknowledgement is built only for a requester that will read it: most
+                // messages are published without a reply subject.
+                match (&to, seq) {
+                    (ReplyTo::Nobody | ReplyTo::ErrFor(_), Ok(_)) => return,
+                    (_, Ok(seq)) => Ok(match &conv {
+                        Conv::Room(room) => json!({"room": &**room, "seq": seq}),
+                        Conv::Dm(peer) => json!({"user": &**peer, "seq": seq}),
+                    }),
+                    (_, Err(e)) => Err(e),
+                }
+            }
             Op::History(conv, q) => self.history(from, &conv, &q),
             Op::List => Ok(self.list(&from.user)),
             Op::Create {
@@ -471,7 +488,7 @@ impl Shard {
         name: &Name,
         msg: &Msg,
         ctx: &mut Ctx<'_>,
-    ) -> Outcome {
+    ) -> Result<u64, ChatError> {
         let Some(room) = self.rooms.get_mut(name) else {
             return Err(no_such_room(name));
         };
@@ -479,7 +496,14 @@ impl Shard {
             return Err(not_member(name));
         }
         let seq = room.window.next_seq();
-        let stamped = Arc::new(stamp(&room.msg_subject, msg, &from.user, seq, ctx.now_ms));
+        let stamped = Arc::new(stamp(
+            &room.msg_subject,
+            msg,
+            &from.user,
+            seq,
+            ctx.now_ms,
+            &mut self.headers,
+        ));
         let Room {
             members,
             msg_cache,
@@ -514,7 +538,7 @@ impl Shard {
         let after = (window.len(), window.bytes());
         let incarnation = *incarnation;
         self.account(before, after, Key::Room(name.clone()), incarnation, seq);
-        Ok(json!({"room": &**name, "seq": seq}))
+        Ok(seq)
     }
 
     fn publish_dm(
@@ -523,7 +547,7 @@ impl Shard {
         peer: &Name,
         msg: &Msg,
         ctx: &mut Ctx<'_>,
-    ) -> Outcome {
+    ) -> Result<u64, ChatError> {
         let key = pair(&from.user, peer);
         if !self.dms.contains_key(&key) {
             if self.dms.len() >= self.limits.dms {
@@ -544,7 +568,14 @@ impl Shard {
         };
         let seq = dm.window.next_seq();
         let subject: Vec<u8> = Conv::Dm(peer.clone()).subject();
-        let stamped = Arc::new(stamp(&subject, msg, &from.user, seq, ctx.now_ms));
+        let stamped = Arc::new(stamp(
+            &subject,
+            msg,
+            &from.user,
+            seq,
+            ctx.now_ms,
+            &mut self.headers,
+        ));
         let side = usize::from(**peer != *key.0);
         let keep = |s: &SubRef| s.0.user.as_ref() == Some(peer);
         if let Some(sets) = audience(
@@ -571,7 +602,7 @@ impl Shard {
         let after = (dm.window.len(), dm.window.bytes());
         let incarnation = dm.incarnation;
         self.account(before, after, Key::Dm(key.0, key.1), incarnation, seq);
-        Ok(json!({"user": &**peer, "seq": seq}))
+        Ok(seq)
     }
 
     /// Records a kept message and enforces the shard's byte budget.
@@ -754,11 +785,22 @@ fn workers_of(subs: &[SubRef]) -> u64 {
 
 /// The message as delivered: on `subject`, without a reply subject, with the sender,
 /// sequence and time stamped in its headers (replacing any `Chat-` header it carried).
-fn stamp(subject: &[u8], msg: &Msg, from: &str, seq: u64, now_ms: u64) -> Msg {
+fn stamp(
+    subject: &[u8],
+    msg: &Msg,
+    from: &str,
+    seq: u64,
+    now_ms: u64,
+    headers: &mut Vec<u8>,
+) -> Msg {
+    use std::io::Write as _;
     let view = msg.view();
-    let mut headers =
-        format!("NATS/1.0\r\nChat-From: {from}\r\nChat-Seq: {seq}\r\nChat-Time: {now_ms}\r\n")
-            .into_bytes();
+    headers.clear();
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        headers,
+        "NATS/1.0\r\nChat-From: {from}\r\nChat-Seq: {seq}\r\nChat-Time: {now_ms}\r\n"
+    );
     if let Some(h) = view.headers {
         // Skip the version line; keep every header line that is not a `Chat-` one.
         for line in h.split(|&b| b == b'\n').skip(1) {
@@ -783,7 +825,7 @@ fn stamp(subject: &[u8], msg: &Msg, from: &str, seq: u64, now_ms: u64) -> Msg {
     Msg::from_view(&MsgView {
         subject,
         reply: None,
-        headers: Some(&headers),
+        headers: Some(headers),
         payload: view.payload,
         origin: view.origin,
     })
@@ -1115,13 +1157,8 @@ mod tests {
         let one = {
             let mut w = Window::default();
             let seq = w.next_seq();
-            let m = Arc::new(stamp(
-                b"$CHAT.MSG.a",
-                &msg("$CHAT.MSG.a", None, "0123456789"),
-                "u",
-                seq,
-                7,
-            ));
+            let m = msg("$CHAT.MSG.a", None, "0123456789");
+            let m = Arc::new(stamp(b"$CHAT.MSG.a", &m, "u", seq, 7, &mut Vec::new()));
             Entry {
                 seq,
                 from: "u".into(),
