@@ -1,0 +1,1798 @@
+//! The chat layer (docs/chat.md) driven through the real server, in-process, by the async-nats
+//! client: users, rooms, direct messages, presence events, history, and the per-message
+//! delivery checks that keep rooms and direct messages private.
+//!
+//! Every server runs two workers, so requests, messages and events cross the rings between
+//! them (connections are handed to workers round-robin; a conversation's owner is a hash).
+//! Nothing synchronises by sleeping: a test waits for the reply, message or event it expects,
+//! and proves that nothing arrives with a positive control (a message that must arrive and is
+//! sent last) followed by a flush and a short quiet window.
+
+use std::net::TcpListener;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, ServerError, Subscriber};
+use engine::config::{Auth, Config};
+use engine::server::{spawn, ServerHandle};
+use futures::channel::mpsc::{unbounded, UnboundedReceiver};
+use futures::future::join_all;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// How long any wait for a reply, message, event or connection may take.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// How long a subscription must stay silent, after a flush, to count as receiving nothing.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// The users file of the servers that run with authentication.
+const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+
+// ---------------------------------------------------------------------------------------------
+// Identity and requests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_whoami_and_bad_requests() {
+    let server = start(Config::default());
+
+    // No CONNECT user: every chat operation (and a direct message) answers 401.
+    let anon = timeout(WAIT, async_nats::connect(url(&server)))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    assert_eq!(fails(&anon, "whoami", json!({})).await, 401);
+    assert_eq!(fails(&anon, "room.create", json!({"room": "r"})).await, 401);
+    assert_eq!(fails(&anon, "rooms.list", json!({})).await, 401);
+    assert_eq!(code(&request(&anon, "$CHAT.DM.bob", b"hi").await), 401);
+    // ... but plain subjects work as ever.
+    let mut plain = anon.subscribe("plain.x").await.unwrap();
+    anon.flush().await.unwrap();
+    anon.publish("plain.x", "p".into()).await.unwrap();
+    assert_eq!(next(&mut plain).await.payload, "p");
+
+    // whoami, with an empty body meaning {}.
+    let alice = session(&server, "alice").await;
+    let id = alice.server_info().client_id;
+    assert_eq!(
+        request(&alice, "$CHAT.API.whoami", b"").await,
+        json!({"user": "alice", "session": id})
+    );
+    assert_eq!(
+        ok(&alice, "whoami", json!({})).await,
+        json!({"user": "alice", "session": id})
+    );
+
+    // Not JSON, not an object, missing or ill-typed fields.
+    for body in [
+        &b"not json"[..],
+        b"{\"room\":",
+        b"[1,2]",
+        b"\"lobby\"",
+        b"{}",
+        b"{\"room\":5}",
+        b"{\"room\":null}",
+        b"{\"room\":\"lobby\",\"private\":\"yes\"}",
+        b"{\"room\":\"lobby\",\"limit\":\"ten\"}",
+    ] {
+        let reply = request(&alice, "$CHAT.API.room.create", body).await;
+        assert_eq!(code(&reply), 400, "body {}", String::from_utf8_lossy(body));
+    }
+    // Invalid room names: empty, a dot, a space, wildcards, non-ASCII, 65 bytes.
+    let long = "a".repeat(65);
+    for name in ["", "a.b", "a b", "*", ">", "caf\u{e9}", "a/b", long.as_str()] {
+        assert_eq!(
+            fails(&alice, "room.create", json!({"room": name})).await,
+            400,
+            "room name {name:?}"
+        );
+        assert_eq!(
+            fails(&alice, "room.join", json!({"room": name})).await,
+            400,
+            "room name {name:?}"
+        );
+    }
+    // 64 bytes of the whole alphabet is a valid name.
+    let max = format!("{}AZaz09_-", "x".repeat(56));
+    assert_eq!(max.len(), 64);
+    assert_eq!(
+        ok(&alice, "room.create", json!({"room": max})).await,
+        json!({"room": max, "private": false, "limit": null})
+    );
+    // Unknown operations.
+    assert_eq!(fails(&alice, "room.explode", json!({})).await, 400);
+    assert_eq!(fails(&alice, "nope", json!({})).await, 400);
+    // A room that does not exist.
+    assert_eq!(fails(&alice, "room.info", json!({"room": "ghost"})).await, 404);
+    assert_eq!(fails(&alice, "room.join", json!({"room": "ghost"})).await, 404);
+
+    // A CONNECT user outside the alphabet can use plain subjects, but chat answers 400.
+    for bad in ["bad.name", "bad name", long.as_str()] {
+        let c = session(&server, bad).await;
+        assert_eq!(fails(&c, "whoami", json!({})).await, 400, "user {bad:?}");
+        assert_eq!(
+            fails(&c, "room.create", json!({"room": "fine"})).await,
+            400,
+            "user {bad:?}"
+        );
+    }
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Room lifecycle
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_room_lifecycle() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let bob = session(&server, "bob").await;
+    let carol = session(&server, "carol").await;
+
+    assert_eq!(
+        ok(&alice, "room.create", json!({"room": "lobby"})).await,
+        json!({"room": "lobby", "private": false, "limit": null})
+    );
+    assert_eq!(
+        fails(&bob, "room.create", json!({"room": "lobby"})).await,
+        409,
+        "the room exists"
+    );
+    // The creator is the first member and admin.
+    assert_eq!(
+        ok(&bob, "room.info", json!({"room": "lobby"})).await,
+        json!({"room": "lobby", "private": false, "limit": null, "seq": 0,
+               "members": ["alice"], "admins": ["alice"]})
+    );
+    assert_eq!(
+        ok(&bob, "room.join", json!({"room": "lobby"})).await,
+        json!({"room": "lobby", "seq": 0, "members": 2})
+    );
+    assert_eq!(
+        ok(&alice, "room.info", json!({"room": "lobby"})).await,
+        json!({"room": "lobby", "private": false, "limit": null, "seq": 0,
+               "members": ["alice", "bob"], "admins": ["alice"]})
+    );
+
+    // Admin-only operations refused to a plain member.
+    for (op, body) in [
+        ("room.kick", json!({"room": "lobby", "user": "alice"})),
+        ("room.promote", json!({"room": "lobby", "user": "bob"})),
+        ("room.demote", json!({"room": "lobby", "user": "alice"})),
+        ("room.limit", json!({"room": "lobby", "limit": 5})),
+        ("room.add", json!({"room": "lobby", "user": "carol"})),
+        ("room.close", json!({"room": "lobby"})),
+    ] {
+        assert_eq!(fails(&bob, op, body).await, 403, "{op} by a non-admin");
+    }
+
+    // Limits: admin only, never below the member count; a full room refuses joins.
+    assert_eq!(
+        fails(&alice, "room.limit", json!({"room": "lobby", "limit": 1})).await,
+        409
+    );
+    assert_eq!(
+        ok(&alice, "room.limit", json!({"room": "lobby", "limit": 2})).await,
+        json!({"room": "lobby", "limit": 2})
+    );
+    assert_eq!(
+        fails(&carol, "room.join", json!({"room": "lobby"})).await,
+        409,
+        "full"
+    );
+    assert_eq!(
+        ok(&alice, "room.limit", json!({"room": "lobby", "limit": null})).await,
+        json!({"room": "lobby", "limit": null})
+    );
+    assert_eq!(
+        ok(&carol, "room.join", json!({"room": "lobby"})).await,
+        json!({"room": "lobby", "seq": 0, "members": 3})
+    );
+
+    // Promote and demote; the last admin can neither be demoted nor leave.
+    assert_eq!(
+        fails(&alice, "room.promote", json!({"room": "lobby", "user": "dave"})).await,
+        404,
+        "dave is not a member"
+    );
+    assert_eq!(
+        ok(&alice, "room.promote", json!({"room": "lobby", "user": "bob"})).await,
+        json!({"room": "lobby", "user": "bob"})
+    );
+    assert_eq!(
+        ok(&carol, "room.info", json!({"room": "lobby"})).await["admins"],
+        json!(["alice", "bob"])
+    );
+    assert_eq!(
+        ok(&bob, "room.demote", json!({"room": "lobby", "user": "alice"})).await,
+        json!({"room": "lobby", "user": "alice"})
+    );
+    assert_eq!(
+        fails(&bob, "room.demote", json!({"room": "lobby", "user": "bob"})).await,
+        409,
+        "bob is the last admin"
+    );
+    assert_eq!(
+        fails(&bob, "room.leave", json!({"room": "lobby"})).await,
+        409,
+        "the last admin cannot leave"
+    );
+    assert_eq!(
+        fails(&alice, "room.kick", json!({"room": "lobby", "user": "carol"})).await,
+        403,
+        "alice is no longer an admin"
+    );
+
+    // Kick (admin only) and leave.
+    assert_eq!(
+        ok(&bob, "room.kick", json!({"room": "lobby", "user": "carol"})).await,
+        json!({"room": "lobby", "user": "carol"})
+    );
+    assert_eq!(
+        fails(&bob, "room.kick", json!({"room": "lobby", "user": "carol"})).await,
+        404,
+        "carol is no longer a member"
+    );
+    assert_eq!(
+        ok(&alice, "room.leave", json!({"room": "lobby"})).await,
+        json!({"room": "lobby"})
+    );
+    assert_eq!(
+        ok(&alice, "room.info", json!({"room": "lobby"})).await,
+        json!({"room": "lobby", "private": false, "limit": null, "seq": 0,
+               "members": ["bob"], "admins": ["bob"]})
+    );
+    assert_eq!(
+        ok(&carol, "rooms.list", json!({})).await,
+        json!({"rooms": [{"room": "lobby", "private": false, "limit": null, "members": 1,
+                          "member": false, "admin": false}]})
+    );
+    assert_eq!(
+        ok(&bob, "rooms.list", json!({})).await,
+        json!({"rooms": [{"room": "lobby", "private": false, "limit": null, "members": 1,
+                          "member": true, "admin": true}]})
+    );
+
+    // Close: admin only, then the room is gone.
+    assert_eq!(
+        fails(&alice, "room.close", json!({"room": "lobby"})).await,
+        403
+    );
+    assert_eq!(
+        ok(&bob, "room.close", json!({"room": "lobby"})).await,
+        json!({"room": "lobby"})
+    );
+    assert_eq!(fails(&bob, "room.info", json!({"room": "lobby"})).await, 404);
+    assert_eq!(fails(&carol, "room.join", json!({"room": "lobby"})).await, 404);
+    assert_eq!(fails(&bob, "room.close", json!({"room": "lobby"})).await, 404);
+    assert_eq!(
+        ok(&bob, "rooms.list", json!({})).await,
+        json!({"rooms": []})
+    );
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_room_needs_add_and_is_listed_to_members_only() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let bob = session(&server, "bob").await;
+    let carol = session(&server, "carol").await;
+
+    assert_eq!(
+        ok(&alice, "room.create", json!({"room": "secret", "private": true})).await,
+        json!({"room": "secret", "private": true, "limit": null})
+    );
+    assert_eq!(
+        ok(&alice, "room.create", json!({"room": "hall", "private": false, "limit": 4})).await,
+        json!({"room": "hall", "private": false, "limit": 4})
+    );
+    assert_eq!(
+        fails(&bob, "room.join", json!({"room": "secret"})).await,
+        403
+    );
+    assert_eq!(
+        fails(&bob, "room.info", json!({"room": "secret"})).await,
+        403
+    );
+    assert_eq!(
+        fails(&bob, "room.add", json!({"room": "secret", "user": "bob"})).await,
+        403,
+        "a non-member cannot add itself"
+    );
+    assert_eq!(
+        fails(&alice, "room.add", json!({"room": "secret", "user": "b.b"})).await,
+        400
+    );
+    assert_eq!(
+        ok(&alice, "room.add", json!({"room": "secret", "user": "bob"})).await,
+        json!({"room": "secret", "user": "bob"})
+    );
+    assert_eq!(
+        fails(&alice, "room.add", json!({"room": "secret", "user": "bob"})).await,
+        409,
+        "already a member"
+    );
+    // bob is a member now, so the room is readable to him before he joins.
+    assert_eq!(
+        ok(&bob, "room.info", json!({"room": "secret"})).await,
+        json!({"room": "secret", "private": true, "limit": null, "seq": 0,
+               "members": ["alice", "bob"], "admins": ["alice"]})
+    );
+    assert_eq!(
+        ok(&bob, "room.join", json!({"room": "secret"})).await,
+        json!({"room": "secret", "seq": 0, "members": 2})
+    );
+    assert_eq!(
+        fails(&carol, "room.join", json!({"room": "secret"})).await,
+        403,
+        "still private to carol"
+    );
+
+    // rooms.list: public rooms plus the private rooms one belongs to, sorted by name.
+    let hall = |member: bool, admin: bool| {
+        json!({"room": "hall", "private": false, "limit": 4, "members": 1,
+               "member": member, "admin": admin})
+    };
+    let secret = |admin: bool| {
+        json!({"room": "secret", "private": true, "limit": null, "members": 2,
+               "member": true, "admin": admin})
+    };
+    assert_eq!(
+        ok(&carol, "rooms.list", json!({})).await,
+        json!({"rooms": [hall(false, false)]})
+    );
+    assert_eq!(
+        ok(&bob, "rooms.list", json!({})).await,
+        json!({"rooms": [hall(false, false), secret(false)]})
+    );
+    assert_eq!(
+        ok(&alice, "rooms.list", json!({})).await,
+        json!({"rooms": [hall(true, true), secret(true)]})
+    );
+
+    // room.add is subject to the limit.
+    assert_eq!(
+        ok(&alice, "room.limit", json!({"room": "secret", "limit": 2})).await,
+        json!({"room": "secret", "limit": 2})
+    );
+    assert_eq!(
+        fails(&alice, "room.add", json!({"room": "secret", "user": "carol"})).await,
+        409,
+        "full"
+    );
+    assert_eq!(
+        fails(&alice, "room.kick", json!({"room": "secret", "user": "carol"})).await,
+        404,
+        "carol is not a member"
+    );
+    // After a kick, the private room is closed to bob again.
+    assert_eq!(
+        ok(&alice, "room.kick", json!({"room": "secret", "user": "bob"})).await,
+        json!({"room": "secret", "user": "bob"})
+    );
+    assert_eq!(
+        fails(&bob, "room.join", json!({"room": "secret"})).await,
+        403
+    );
+    assert_eq!(
+        ok(&bob, "rooms.list", json!({})).await,
+        json!({"rooms": [hall(false, false)]})
+    );
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_sends_close_event_then_room_is_gone() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let bob = session(&server, "bob").await;
+    let mut alice_evt = alice.subscribe("$CHAT.EVT.tmp").await.unwrap();
+    let mut bob_evt = bob.subscribe("$CHAT.EVT.tmp").await.unwrap();
+    alice.flush().await.unwrap();
+    bob.flush().await.unwrap();
+
+    ok(&alice, "room.create", json!({"room": "tmp"})).await;
+    ok(&bob, "room.join", json!({"room": "tmp"})).await;
+    let bob_join = json!({"event": "join", "room": "tmp", "user": "bob",
+                          "session": bob.server_info().client_id});
+    assert_eq!(next_json(&mut alice_evt).await, bob_join);
+    assert_eq!(next_json(&mut bob_evt).await, bob_join, "a joiner is a member");
+
+    assert_eq!(
+        ok(&alice, "room.close", json!({"room": "tmp"})).await,
+        json!({"room": "tmp"})
+    );
+    let close = json!({"event": "close", "room": "tmp", "by": "alice"});
+    assert_eq!(next_json(&mut alice_evt).await, close);
+    assert_eq!(next_json(&mut bob_evt).await, close);
+    assert_eq!(fails(&bob, "room.info", json!({"room": "tmp"})).await, 404);
+    assert_eq!(fails(&bob, "room.presence", json!({"room": "tmp"})).await, 404);
+    assert_eq!(fails(&bob, "history", json!({"room": "tmp"})).await, 404);
+    assert_eq!(ok(&bob, "rooms.list", json!({})).await, json!({"rooms": []}));
+
+    // The name is free again, and the new room starts afresh.
+    assert_eq!(
+        ok(&bob, "room.create", json!({"room": "tmp"})).await,
+        json!({"room": "tmp", "private": false, "limit": null})
+    );
+    assert_eq!(
+        ok(&alice, "room.info", json!({"room": "tmp"})).await,
+        json!({"room": "tmp", "private": false, "limit": null, "seq": 0,
+               "members": ["bob"], "admins": ["bob"]})
+    );
+    expect_quiet(&alice, &mut alice_evt).await;
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Room messages
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_messages_are_stamped_acked_and_members_only() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let bob = session(&server, "bob").await;
+    let (carol, mut carol_events) = session_with_events(&server, "carol").await;
+    let carol_id = carol.server_info().client_id;
+
+    ok(&alice, "room.create", json!({"room": "r"})).await;
+    ok(&bob, "room.join", json!({"room": "r"})).await;
+    let mut alice_msg = alice.subscribe("$CHAT.MSG.r").await.unwrap();
+    let mut alice_evt = alice.subscribe("$CHAT.EVT.r").await.unwrap();
+    let mut bob_msg = bob.subscribe("$CHAT.MSG.r").await.unwrap();
+    alice.flush().await.unwrap();
+    bob.flush().await.unwrap();
+    // Drain bob's join event, ordered before everything below.
+    assert_eq!(next_json(&mut alice_evt).await["event"], "join");
+
+    // A non-member's publish with a reply subject gets a JSON 403 there...
+    assert_eq!(code(&request(&carol, "$CHAT.MSG.r", b"intrude").await), 403);
+    // ... and without one, -ERR, with the connection left open.
+    carol
+        .publish("$CHAT.MSG.r", "intrude".into())
+        .await
+        .unwrap();
+    carol.publish("$CHAT.EVT.r", "forged".into()).await.unwrap();
+    carol.flush().await.unwrap();
+    for subject in ["$CHAT.MSG.r", "$CHAT.EVT.r"] {
+        assert_eq!(
+            next_server_error(&mut carol_events).await,
+            format!("Permissions Violation for Publish to \"{subject}\"")
+        );
+    }
+    assert_eq!(
+        ok(&carol, "whoami", json!({})).await,
+        json!({"user": "carol", "session": carol_id}),
+        "the same connection is still usable"
+    );
+
+    // Members cannot publish events, nor to other $CHAT. subjects.
+    assert_eq!(code(&request(&bob, "$CHAT.EVT.r", b"forged").await), 403);
+    let (bob2, mut bob2_events) = session_with_events(&server, "bob").await;
+    for subject in ["$CHAT.EVT.r", "$CHAT.NOPE.r", "$CHAT.MSG"] {
+        bob2.publish(subject, "forged".into()).await.unwrap();
+        bob2.flush().await.unwrap();
+        assert_eq!(
+            next_server_error(&mut bob2_events).await,
+            format!("Permissions Violation for Publish to \"{subject}\"")
+        );
+    }
+
+    // A member's message: forged Chat- headers (any case) are removed, others kept, and the
+    // server's stamps are set.
+    let t0 = now_ms();
+    let mut headers = HeaderMap::new();
+    headers.insert("Chat-From", "mallory");
+    headers.insert("chat-seq", "99");
+    headers.insert("CHAT-TIME", "1");
+    headers.insert("Chat-Extra", "x");
+    headers.insert("X-Keep", "yes");
+    alice
+        .publish_with_headers("$CHAT.MSG.r", headers, "hello".into())
+        .await
+        .unwrap();
+    alice.flush().await.unwrap();
+    for sub in [&mut alice_msg, &mut bob_msg] {
+        let m = next(sub).await;
+        assert_stamped(&m, "$CHAT.MSG.r", "alice", 1, b"hello", t0);
+        let h = m.headers.as_ref().unwrap();
+        assert_eq!(h.get("X-Keep").map(|v| v.as_str()), Some("yes"));
+    }
+
+    // With a reply subject: the acknowledgement, and no reply subject passed on.
+    assert_eq!(
+        request(&bob, "$CHAT.MSG.r", b"second").await,
+        json!({"room": "r", "seq": 2})
+    );
+    for sub in [&mut alice_msg, &mut bob_msg] {
+        assert_stamped(&next(sub).await, "$CHAT.MSG.r", "bob", 2, b"second", t0);
+    }
+    // An HPUB with a reply subject is acknowledged the same way.
+    let mut headers = HeaderMap::new();
+    headers.insert("Chat-Seq", "1");
+    let ack = timeout(
+        WAIT,
+        bob.request_with_headers("$CHAT.MSG.r", headers, "third".into()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(json_of(&ack), json!({"room": "r", "seq": 3}));
+    for sub in [&mut alice_msg, &mut bob_msg] {
+        assert_stamped(&next(sub).await, "$CHAT.MSG.r", "bob", 3, b"third", t0);
+    }
+    assert_eq!(
+        ok(&carol, "room.info", json!({"room": "r"})).await["seq"],
+        3
+    );
+
+    // Nothing of carol's or bob2's refused attempts reached the members.
+    expect_quiet(&alice, &mut alice_msg).await;
+    expect_quiet(&alice, &mut alice_evt).await;
+    expect_quiet(&bob, &mut bob_msg).await;
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_see_one_order_under_concurrent_publishers() {
+    const PER_PUBLISHER: usize = 100;
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    ok(&alice, "room.create", json!({"room": "race"})).await;
+    for user in ["bob", "carol"] {
+        let c = session(&server, user).await;
+        ok(&c, "room.join", json!({"room": "race"})).await;
+    }
+    // Two receiving members, on separate connections (so on both workers).
+    let alice_rx = session(&server, "alice").await;
+    let bob_rx = session(&server, "bob").await;
+    let mut subs = Vec::new();
+    for c in [&alice_rx, &bob_rx] {
+        subs.push(c.subscribe("$CHAT.MSG.race").await.unwrap());
+        c.flush().await.unwrap();
+    }
+
+    // Four publishing connections of three members, all at once.
+    let mut publishers = Vec::new();
+    for (tag, user) in [("a", "alice"), ("b1", "bob"), ("b2", "bob"), ("c", "carol")] {
+        publishers.push((tag, user, session(&server, user).await));
+    }
+    let tasks: Vec<_> = publishers
+        .into_iter()
+        .map(|(tag, user, c)| {
+            tokio::spawn(async move {
+                for i in 0..PER_PUBLISHER {
+                    c.publish("$CHAT.MSG.race", format!("{user}/{tag}/{i}").into())
+                        .await
+                        .unwrap();
+                }
+                c.flush().await.unwrap();
+            })
+        })
+        .collect();
+    for t in join_all(tasks).await {
+        t.unwrap();
+    }
+
+    let total = 4 * PER_PUBLISHER;
+    let mut seen: Vec<Vec<(u64, String, String)>> = Vec::new();
+    for sub in &mut subs {
+        let mut got = Vec::with_capacity(total);
+        for _ in 0..total {
+            let m = next(sub).await;
+            let payload = String::from_utf8(m.payload.to_vec()).unwrap();
+            let from = header(&m, "Chat-From").to_owned();
+            assert_eq!(
+                payload.split('/').next(),
+                Some(from.as_str()),
+                "Chat-From is the real sender"
+            );
+            got.push((chat_seq(&m), from, payload));
+        }
+        seen.push(got);
+    }
+    let seqs: Vec<u64> = seen[0].iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "gap-free");
+    assert_eq!(seen[0], seen[1], "both members see the same order");
+    let mut payloads: Vec<&str> = seen[0].iter().map(|(_, _, p)| p.as_str()).collect();
+    payloads.sort_unstable();
+    payloads.dedup();
+    assert_eq!(payloads.len(), total, "every message exactly once");
+    expect_quiet(&alice_rx, &mut subs[0]).await;
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct messages
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_reach_only_the_addressee() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let bob = session(&server, "bob").await;
+    let bob2 = session(&server, "bob").await;
+    let carol_watch = session(&server, "carol").await;
+    let mut carol_subs = Vec::new();
+    for subject in [">", "$CHAT.>", "$CHAT.DM.*", "$CHAT.DM.bob", "$CHAT.DM.alice"] {
+        carol_subs.push(carol_watch.subscribe(subject).await.unwrap());
+    }
+    let mut bob_dm = bob.subscribe("$CHAT.DM.bob").await.unwrap();
+    let mut bob2_dm = bob2.subscribe("$CHAT.DM.*").await.unwrap();
+    let mut alice_dm = alice.subscribe("$CHAT.DM.alice").await.unwrap();
+    let mut alice_to_bob = alice.subscribe("$CHAT.DM.bob").await.unwrap();
+    for c in [&alice, &bob, &bob2, &carol_watch] {
+        c.flush().await.unwrap();
+    }
+
+    let t0 = now_ms();
+    assert_eq!(
+        request(&alice, "$CHAT.DM.bob", b"hi bob").await,
+        json!({"user": "bob", "seq": 1})
+    );
+    for sub in [&mut bob_dm, &mut bob2_dm] {
+        assert_stamped(&next(sub).await, "$CHAT.DM.bob", "alice", 1, b"hi bob", t0);
+    }
+    // The pair shares one sequence.
+    assert_eq!(
+        request(&bob, "$CHAT.DM.alice", b"hi alice").await,
+        json!({"user": "alice", "seq": 2})
+    );
+    assert_stamped(
+        &next(&mut alice_dm).await,
+        "$CHAT.DM.alice",
+        "bob",
+        2,
+        b"hi alice",
+        t0,
+    );
+    // Without a reply subject: delivered the same way.
+    alice
+        .publish("$CHAT.DM.bob", "again".into())
+        .await
+        .unwrap();
+    alice.flush().await.unwrap();
+    for sub in [&mut bob_dm, &mut bob2_dm] {
+        assert_stamped(&next(sub).await, "$CHAT.DM.bob", "alice", 3, b"again", t0);
+    }
+    // Another pair has its own sequence.
+    assert_eq!(
+        request(&bob, "$CHAT.DM.dave", b"hi dave").await,
+        json!({"user": "dave", "seq": 1})
+    );
+
+    // History: both parties read the same conversation; anyone else only their own.
+    let conversation = json!([
+        {"seq": 1, "from": "alice", "data": "hi bob"},
+        {"seq": 2, "from": "bob", "data": "hi alice"},
+        {"seq": 3, "from": "alice", "data": "again"},
+    ]);
+    let mut h = ok(&alice, "history", json!({"user": "bob"})).await;
+    strip_times(&mut h, t0);
+    assert_eq!(
+        h,
+        json!({"user": "bob", "first": 1, "last": 3, "more": false, "messages": conversation})
+    );
+    let mut h = ok(&bob, "history", json!({"user": "alice"})).await;
+    strip_times(&mut h, t0);
+    assert_eq!(
+        h,
+        json!({"user": "alice", "first": 1, "last": 3, "more": false, "messages": conversation})
+    );
+    let carol = session(&server, "carol").await;
+    for other in ["alice", "bob"] {
+        assert_eq!(
+            ok(&carol, "history", json!({"user": other})).await,
+            json!({"user": other, "first": 0, "last": 0, "more": false, "messages": []}),
+            "carol's own (empty) conversation with {other}"
+        );
+    }
+
+    // Positive control: a plain message sent last reaches carol's `>` first.
+    alice.publish("ctl.end", "end".into()).await.unwrap();
+    alice.flush().await.unwrap();
+    let first = next(&mut carol_subs[0]).await;
+    assert_eq!(first.subject.as_str(), "ctl.end", "carol saw {first:?}");
+    for sub in &mut carol_subs {
+        expect_quiet(&carol_watch, sub).await;
+    }
+    // The sender's sessions get no copy.
+    expect_quiet(&alice, &mut alice_to_bob).await;
+    expect_quiet(&alice, &mut alice_dm).await;
+    expect_quiet(&bob, &mut bob_dm).await;
+    expect_quiet(&bob2, &mut bob2_dm).await;
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broadcast
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_answers_in_request_order() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let bob = session(&server, "bob").await;
+    let carol = session(&server, "carol").await;
+    let dave = session(&server, "dave").await;
+    ok(&alice, "room.create", json!({"room": "a"})).await;
+    ok(&alice, "room.create", json!({"room": "b"})).await;
+    ok(&bob, "room.create", json!({"room": "c"})).await;
+    ok(&carol, "room.join", json!({"room": "a"})).await;
+    ok(&carol, "room.join", json!({"room": "b"})).await;
+    let mut carol_a = carol.subscribe("$CHAT.MSG.a").await.unwrap();
+    let mut carol_b = carol.subscribe("$CHAT.MSG.b").await.unwrap();
+    let mut bob_c = bob.subscribe("$CHAT.MSG.c").await.unwrap();
+    let mut dave_dm = dave.subscribe("$CHAT.DM.dave").await.unwrap();
+    for c in [&bob, &carol, &dave] {
+        c.flush().await.unwrap();
+    }
+
+    let t0 = now_ms();
+    assert_eq!(
+        request(&alice, "$CHAT.MSG.a", b"pre").await,
+        json!({"room": "a", "seq": 1})
+    );
+    let mut reply = ok(
+        &alice,
+        "broadcast",
+        json!({"rooms": ["a", "c", "zz", "b"], "users": ["dave"], "data": "news"}),
+    )
+    .await;
+    blank_descriptions(&mut reply);
+    assert_eq!(
+        reply,
+        json!({"results": [
+            {"room": "a", "seq": 2},
+            {"room": "c", "error": {"code": 403, "description": ""}},
+            {"room": "zz", "error": {"code": 404, "description": ""}},
+            {"room": "b", "seq": 1},
+            {"user": "dave", "seq": 1},
+        ]})
+    );
+
+    assert_stamped(&next(&mut carol_a).await, "$CHAT.MSG.a", "alice", 1, b"pre", t0);
+    assert_stamped(&next(&mut carol_a).await, "$CHAT.MSG.a", "alice", 2, b"news", t0);
+    assert_stamped(&next(&mut carol_b).await, "$CHAT.MSG.b", "alice", 1, b"news", t0);
+    assert_stamped(&next(&mut dave_dm).await, "$CHAT.DM.dave", "alice", 1, b"news", t0);
+    // Each is a normal message of its conversation, in its history.
+    let mut h = ok(&carol, "history", json!({"room": "a"})).await;
+    strip_times(&mut h, t0);
+    assert_eq!(
+        h,
+        json!({"room": "a", "first": 1, "last": 2, "more": false, "messages": [
+            {"seq": 1, "from": "alice", "data": "pre"},
+            {"seq": 2, "from": "alice", "data": "news"},
+        ]})
+    );
+    let mut h = ok(&dave, "history", json!({"user": "alice"})).await;
+    strip_times(&mut h, t0);
+    assert_eq!(
+        h,
+        json!({"user": "alice", "first": 1, "last": 1, "more": false, "messages": [
+            {"seq": 1, "from": "alice", "data": "news"},
+        ]})
+    );
+    expect_quiet(&bob, &mut bob_c).await;
+    expect_quiet(&carol, &mut carol_a).await;
+    expect_quiet(&carol, &mut carol_b).await;
+    expect_quiet(&dave, &mut dave_dm).await;
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presence
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_events_for_sessions_departures_and_kicks() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let mut evt = alice.subscribe("$CHAT.EVT.p").await.unwrap();
+    alice.flush().await.unwrap();
+    ok(&alice, "room.create", json!({"room": "p"})).await;
+    let presence = |online: Value| json!({"room": "p", "online": online});
+
+    assert_eq!(
+        ok(&alice, "room.join", json!({"room": "p"})).await,
+        json!({"room": "p", "seq": 0, "members": 1})
+    );
+    let alice_id = alice.server_info().client_id;
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "join", "room": "p", "user": "alice", "session": alice_id})
+    );
+
+    // Two sessions of bob: join, then add.
+    let b1 = session(&server, "bob").await;
+    let b1_id = b1.server_info().client_id;
+    assert_eq!(
+        ok(&b1, "room.join", json!({"room": "p"})).await,
+        json!({"room": "p", "seq": 0, "members": 2})
+    );
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "join", "room": "p", "user": "bob", "session": b1_id})
+    );
+    let b2 = session(&server, "bob").await;
+    let b2_id = b2.server_info().client_id;
+    assert_ne!(b1_id, b2_id);
+    assert_eq!(
+        ok(&b2, "room.join", json!({"room": "p"})).await,
+        json!({"room": "p", "seq": 0, "members": 2})
+    );
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "add", "room": "p", "user": "bob", "session": b2_id})
+    );
+    // Joining again from a present session changes nothing and sends no event (the next
+    // event below is the remove).
+    assert_eq!(
+        ok(&b1, "room.join", json!({"room": "p"})).await,
+        json!({"room": "p", "seq": 0, "members": 2})
+    );
+    assert_eq!(
+        ok(&alice, "room.presence", json!({"room": "p"})).await,
+        presence(json!([{"user": "alice", "sessions": 1}, {"user": "bob", "sessions": 2}]))
+    );
+
+    // Disconnects: remove, then leave (disconnected); room.presence agrees at once.
+    disconnect(b1).await;
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "remove", "room": "p", "user": "bob", "session": b1_id})
+    );
+    assert_eq!(
+        ok(&alice, "room.presence", json!({"room": "p"})).await,
+        presence(json!([{"user": "alice", "sessions": 1}, {"user": "bob", "sessions": 1}]))
+    );
+    disconnect(b2).await;
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "leave", "room": "p", "user": "bob", "reason": "disconnected",
+               "session": b2_id})
+    );
+    assert_eq!(
+        ok(&alice, "room.presence", json!({"room": "p"})).await,
+        presence(json!([{"user": "alice", "sessions": 1}]))
+    );
+    // A disconnect ends presence, not membership.
+    assert_eq!(
+        ok(&alice, "room.info", json!({"room": "p"})).await["members"],
+        json!(["alice", "bob"])
+    );
+
+    // Leaving: reason left, no session.
+    let b3 = session(&server, "bob").await;
+    let b3_id = b3.server_info().client_id;
+    assert_eq!(
+        ok(&b3, "room.join", json!({"room": "p"})).await,
+        json!({"room": "p", "seq": 0, "members": 2})
+    );
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "join", "room": "p", "user": "bob", "session": b3_id})
+    );
+    assert_eq!(
+        ok(&b3, "room.leave", json!({"room": "p"})).await,
+        json!({"room": "p"})
+    );
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "leave", "room": "p", "user": "bob", "reason": "left"})
+    );
+    assert_eq!(
+        ok(&alice, "room.presence", json!({"room": "p"})).await,
+        presence(json!([{"user": "alice", "sessions": 1}]))
+    );
+    assert_eq!(
+        fails(&b3, "room.presence", json!({"room": "p"})).await,
+        403,
+        "no longer a member"
+    );
+
+    // Kicked: reason kicked, by the admin; the kicked user's sessions leave presence.
+    let carol = session(&server, "carol").await;
+    let carol_id = carol.server_info().client_id;
+    ok(&carol, "room.join", json!({"room": "p"})).await;
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "join", "room": "p", "user": "carol", "session": carol_id})
+    );
+    assert_eq!(
+        ok(&carol, "room.presence", json!({"room": "p"})).await,
+        presence(json!([{"user": "alice", "sessions": 1}, {"user": "carol", "sessions": 1}]))
+    );
+    assert_eq!(
+        ok(&alice, "room.kick", json!({"room": "p", "user": "carol"})).await,
+        json!({"room": "p", "user": "carol"})
+    );
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "leave", "room": "p", "user": "carol", "reason": "kicked", "by": "alice"})
+    );
+    assert_eq!(
+        ok(&alice, "room.presence", json!({"room": "p"})).await,
+        presence(json!([{"user": "alice", "sessions": 1}]))
+    );
+    assert_eq!(
+        ok(&alice, "room.info", json!({"room": "p"})).await["members"],
+        json!(["alice"])
+    );
+    // Disconnecting the departed sessions sends nothing more.
+    disconnect(b3).await;
+    disconnect(carol).await;
+    let dave = session(&server, "dave").await;
+    let dave_id = dave.server_info().client_id;
+    ok(&dave, "room.join", json!({"room": "p"})).await;
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "join", "room": "p", "user": "dave", "session": dave_id}),
+        "no event for sessions that had already left"
+    );
+    expect_quiet(&alice, &mut evt).await;
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_forward_and_backward() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let bob = session(&server, "bob").await;
+    ok(&alice, "room.create", json!({"room": "h"})).await;
+    ok(&alice, "room.create", json!({"room": "empty"})).await;
+    assert_eq!(
+        ok(&alice, "history", json!({"room": "empty"})).await,
+        json!({"room": "empty", "first": 0, "last": 0, "more": false, "messages": []})
+    );
+
+    let t0 = now_ms();
+    for i in 1..=7u64 {
+        assert_eq!(
+            request(&alice, "$CHAT.MSG.h", format!("m{i}").as_bytes()).await,
+            json!({"room": "h", "seq": i})
+        );
+    }
+    let msgs = |seqs: &[u64]| -> Value {
+        seqs.iter()
+            .map(|s| json!({"seq": s, "from": "alice", "data": format!("m{s}")}))
+            .collect()
+    };
+    let page = |more: bool, seqs: &[u64]| {
+        json!({"room": "h", "first": 1, "last": 7, "more": more, "messages": msgs(seqs)})
+    };
+
+    // Forward.
+    for (request_body, expected) in [
+        (json!({"room": "h"}), page(false, &[1, 2, 3, 4, 5, 6, 7])),
+        (json!({"room": "h", "limit": 3}), page(true, &[1, 2, 3])),
+        (json!({"room": "h", "after": 3, "limit": 3}), page(true, &[4, 5, 6])),
+        (json!({"room": "h", "after": 6, "limit": 3}), page(false, &[7])),
+        (json!({"room": "h", "after": 7}), page(false, &[])),
+        (
+            json!({"room": "h", "after": 4, "direction": "forward", "limit": 2}),
+            page(true, &[5, 6]),
+        ),
+        (
+            json!({"room": "h", "after": 4, "limit": 3}),
+            page(false, &[5, 6, 7]),
+        ),
+    ] {
+        let mut h = ok(&alice, "history", request_body.clone()).await;
+        strip_times(&mut h, t0);
+        assert_eq!(h, expected, "history {request_body}");
+    }
+
+    // Backward: the newest messages below `before`. The spec does not fix the order within
+    // a backward page, so the page is compared sorted (and must be monotone either way).
+    for (request_body, expected) in [
+        (
+            json!({"room": "h", "direction": "backward", "limit": 3}),
+            page(true, &[5, 6, 7]),
+        ),
+        (
+            json!({"room": "h", "before": 8, "limit": 3}),
+            page(true, &[5, 6, 7]),
+        ),
+        (
+            json!({"room": "h", "before": 5, "limit": 3}),
+            page(true, &[2, 3, 4]),
+        ),
+        (
+            json!({"room": "h", "before": 2, "limit": 3}),
+            page(false, &[1]),
+        ),
+        (json!({"room": "h", "before": 1}), page(false, &[])),
+        (
+            json!({"room": "h", "before": 4, "direction": "backward"}),
+            page(false, &[1, 2, 3]),
+        ),
+    ] {
+        let mut h = ok(&alice, "history", request_body.clone()).await;
+        strip_times(&mut h, t0);
+        sort_backward_page(&mut h);
+        assert_eq!(h, expected, "history {request_body}");
+    }
+
+    // A payload that is not UTF-8 comes back as data_base64.
+    assert_eq!(
+        request(&alice, "$CHAT.MSG.h", &[0xff, 0xfe, 0x00]).await,
+        json!({"room": "h", "seq": 8})
+    );
+    let mut h = ok(&alice, "history", json!({"room": "h", "after": 7})).await;
+    strip_times(&mut h, t0);
+    assert_eq!(
+        h,
+        json!({"room": "h", "first": 1, "last": 8, "more": false, "messages": [
+            {"seq": 8, "from": "alice", "data_base64": "//4A"}
+        ]})
+    );
+
+    // Only members read history, even of a public room; bad requests are 400s.
+    assert_eq!(fails(&bob, "history", json!({"room": "h"})).await, 403);
+    assert_eq!(fails(&bob, "history", json!({"room": "ghost"})).await, 404);
+    assert_eq!(fails(&alice, "history", json!({})).await, 400);
+    assert_eq!(
+        fails(&alice, "history", json!({"room": "h", "limit": "x"})).await,
+        400
+    );
+    assert_eq!(
+        fails(&alice, "history", json!({"room": "h", "after": "x"})).await,
+        400
+    );
+    assert_eq!(
+        fails(&alice, "history", json!({"room": "h", "direction": "sideways"})).await,
+        400
+    );
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_resumes_after_reconnect_and_410_past_the_window() {
+    let server = start(Config {
+        history: 5,
+        ..auth_config()
+    });
+    let alice = session(&server, "alice").await;
+    ok(&alice, "room.create", json!({"room": "w"})).await;
+    let bob = session(&server, "bob").await;
+    ok(&bob, "room.join", json!({"room": "w"})).await;
+    let mut bob_msg = bob.subscribe("$CHAT.MSG.w").await.unwrap();
+    bob.flush().await.unwrap();
+
+    let t0 = now_ms();
+    let publish = |i: u64| {
+        let alice = alice.clone();
+        async move {
+            assert_eq!(
+                request(&alice, "$CHAT.MSG.w", format!("m{i}").as_bytes()).await,
+                json!({"room": "w", "seq": i})
+            );
+        }
+    };
+    for i in 1..=3 {
+        publish(i).await;
+    }
+    let mut seen = 0;
+    for i in 1..=3 {
+        let m = next(&mut bob_msg).await;
+        assert_stamped(&m, "$CHAT.MSG.w", "alice", i, format!("m{i}").as_bytes(), t0);
+        seen = chat_seq(&m);
+    }
+    drop(bob_msg);
+    disconnect(bob).await;
+
+    // Missed while away.
+    publish(4).await;
+    publish(5).await;
+    let bob = session(&server, "bob").await;
+    let msgs = |seqs: std::ops::RangeInclusive<u64>| -> Value {
+        seqs.map(|s| json!({"seq": s, "from": "alice", "data": format!("m{s}")}))
+            .collect()
+    };
+    let mut h = ok(&bob, "history", json!({"room": "w", "after": seen})).await;
+    strip_times(&mut h, t0);
+    assert_eq!(
+        h,
+        json!({"room": "w", "first": 1, "last": 5, "more": false, "messages": msgs(4..=5)})
+    );
+
+    // The window keeps 5 messages: after 8 messages it holds 4..=8.
+    for i in 6..=8 {
+        publish(i).await;
+    }
+    assert_eq!(
+        ok(&bob, "room.join", json!({"room": "w"})).await,
+        json!({"room": "w", "seq": 8, "members": 2})
+    );
+    // Resuming after 3 still works (the window reaches back to 4), page by page.
+    for (after, seqs, more) in [(3, 4..=5, true), (5, 6..=7, true), (7, 8..=8, false)] {
+        let mut h = ok(
+            &bob,
+            "history",
+            json!({"room": "w", "after": after, "limit": 2}),
+        )
+        .await;
+        strip_times(&mut h, t0);
+        assert_eq!(
+            h,
+            json!({"room": "w", "first": 4, "last": 8, "more": more, "messages": msgs(seqs)}),
+            "after {after}"
+        );
+    }
+    // Without `after`: from the oldest kept.
+    let mut h = ok(&bob, "history", json!({"room": "w"})).await;
+    strip_times(&mut h, t0);
+    assert_eq!(
+        h,
+        json!({"room": "w", "first": 4, "last": 8, "more": false, "messages": msgs(4..=8)})
+    );
+    // Resuming after 2 would need 3, which is gone: 410, naming the oldest kept (4).
+    for after in [1, 2] {
+        let reply = ok_or_err(&bob, "history", json!({"room": "w", "after": after})).await;
+        assert_eq!(code(&reply), 410, "after {after}: {reply}");
+        assert!(
+            reply["error"].to_string().contains('4'),
+            "the 410 names the oldest sequence kept: {reply}"
+        );
+    }
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security (authentication on)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_room_is_invisible_to_non_members() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let bob = session(&server, "bob").await;
+    // carol watches through every subscription that could match, before anything happens.
+    let carol_watch = session(&server, "carol").await;
+    let watched = [
+        ">",
+        "$CHAT.>",
+        "$CHAT.MSG.*",
+        "$CHAT.MSG.vault",
+        "$CHAT.EVT.*",
+        "$CHAT.EVT.vault",
+        "$CHAT.*.vault",
+        "_INBOX.>",
+    ];
+    let mut watch = Vec::new();
+    for subject in watched {
+        watch.push(carol_watch.subscribe(subject).await.unwrap());
+    }
+    carol_watch.flush().await.unwrap();
+    // A member's `$CHAT.>` is the positive control for the same traffic.
+    let bob_watch = session(&server, "bob").await;
+    let mut bob_all = bob_watch.subscribe("$CHAT.>").await.unwrap();
+    bob_watch.flush().await.unwrap();
+
+    ok(
+        &alice,
+        "room.create",
+        json!({"room": "vault", "private": true}),
+    )
+    .await;
+    ok(&alice, "room.add", json!({"room": "vault", "user": "bob"})).await;
+    ok(&alice, "room.join", json!({"room": "vault"})).await;
+    ok(&bob, "room.join", json!({"room": "vault"})).await;
+    alice
+        .publish("$CHAT.MSG.vault", "a1".into())
+        .await
+        .unwrap();
+    alice.flush().await.unwrap();
+    assert_eq!(
+        request(&bob, "$CHAT.MSG.vault", b"b1").await,
+        json!({"room": "vault", "seq": 2})
+    );
+    ok(&alice, "history", json!({"room": "vault"})).await;
+    ok(&alice, "room.presence", json!({"room": "vault"})).await;
+
+    let t0 = 0;
+    assert_eq!(
+        next_json(&mut bob_all).await,
+        json!({"event": "join", "room": "vault", "user": "alice",
+               "session": alice.server_info().client_id})
+    );
+    assert_eq!(
+        next_json(&mut bob_all).await,
+        json!({"event": "join", "room": "vault", "user": "bob",
+               "session": bob.server_info().client_id})
+    );
+    assert_stamped(&next(&mut bob_all).await, "$CHAT.MSG.vault", "alice", 1, b"a1", t0);
+    assert_stamped(&next(&mut bob_all).await, "$CHAT.MSG.vault", "bob", 2, b"b1", t0);
+
+    // carol, as a non-member, can do nothing with the room.
+    let carol = session(&server, "carol").await;
+    for op in ["history", "room.presence", "room.info", "room.join", "room.leave"] {
+        assert_eq!(
+            fails(&carol, op, json!({"room": "vault"})).await,
+            403,
+            "{op} by a non-member"
+        );
+    }
+    assert_eq!(
+        fails(&carol, "room.add", json!({"room": "vault", "user": "carol"})).await,
+        403
+    );
+    assert_eq!(
+        code(&request(&carol, "$CHAT.MSG.vault", b"let me in").await),
+        403
+    );
+    assert_eq!(ok(&carol, "rooms.list", json!({})).await, json!({"rooms": []}));
+
+    // Positive control: a plain message sent last reaches carol's `>` first.
+    alice.publish("ctl.end", "end".into()).await.unwrap();
+    alice.flush().await.unwrap();
+    let first = next(&mut watch[0]).await;
+    assert_eq!(first.subject.as_str(), "ctl.end", "carol saw {first:?}");
+    for (sub, subject) in watch.iter_mut().zip(watched) {
+        carol_watch.flush().await.unwrap();
+        let r = timeout(QUIET, sub.next()).await;
+        assert!(r.is_err(), "carol's {subject} received {r:?}");
+    }
+    expect_quiet(&bob_watch, &mut bob_all).await;
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn departed_and_kicked_users_receive_nothing_more() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    ok(&alice, "room.create", json!({"room": "club"})).await;
+    let dave = session(&server, "dave").await;
+    ok(&dave, "room.join", json!({"room": "club"})).await;
+    let mut dave_msg = dave.subscribe("$CHAT.MSG.club").await.unwrap();
+    dave.flush().await.unwrap();
+
+    // Two sessions each: s1 makes the requests and watches the room's subjects, s2 only
+    // watches everything (`>`), so its every delivery is accounted for.
+    let b1 = session(&server, "bob").await;
+    let b2 = session(&server, "bob").await;
+    let c1 = session(&server, "carol").await;
+    let c2 = session(&server, "carol").await;
+    let mut b1_msg = b1.subscribe("$CHAT.MSG.club").await.unwrap();
+    let mut b1_evt = b1.subscribe("$CHAT.EVT.club").await.unwrap();
+    let mut b2_all = b2.subscribe(">").await.unwrap();
+    let mut c1_msg = c1.subscribe("$CHAT.MSG.club").await.unwrap();
+    let mut c1_evt = c1.subscribe("$CHAT.EVT.club").await.unwrap();
+    let mut c2_all = c2.subscribe(">").await.unwrap();
+    for c in [&b1, &b2, &c1, &c2] {
+        c.flush().await.unwrap();
+    }
+
+    ok(&b1, "room.join", json!({"room": "club"})).await;
+    ok(&c1, "room.join", json!({"room": "club"})).await;
+    let t0 = now_ms();
+    assert_eq!(
+        request(&alice, "$CHAT.MSG.club", b"before").await,
+        json!({"room": "club", "seq": 1})
+    );
+    let bob_join = json!({"event": "join", "room": "club", "user": "bob",
+                          "session": b1.server_info().client_id});
+    let carol_join = json!({"event": "join", "room": "club", "user": "carol",
+                            "session": c1.server_info().client_id});
+    assert_eq!(next_json(&mut b1_evt).await, bob_join);
+    assert_eq!(next_json(&mut b1_evt).await, carol_join);
+    assert_eq!(next_json(&mut b2_all).await, bob_join);
+    assert_eq!(next_json(&mut b2_all).await, carol_join);
+    assert_eq!(next_json(&mut c1_evt).await, carol_join);
+    assert_eq!(next_json(&mut c2_all).await, carol_join);
+    for sub in [&mut dave_msg, &mut b1_msg, &mut b2_all, &mut c1_msg, &mut c2_all] {
+        assert_stamped(&next(sub).await, "$CHAT.MSG.club", "alice", 1, b"before", t0);
+    }
+
+    // bob leaves, then carol is kicked; then a message and an event follow.
+    assert_eq!(
+        ok(&b1, "room.leave", json!({"room": "club"})).await,
+        json!({"room": "club"})
+    );
+    assert_eq!(
+        ok(&alice, "room.kick", json!({"room": "club", "user": "carol"})).await,
+        json!({"room": "club", "user": "carol"})
+    );
+    assert_eq!(
+        request(&alice, "$CHAT.MSG.club", b"after").await,
+        json!({"room": "club", "seq": 2})
+    );
+    let erin = session(&server, "erin").await;
+    ok(&erin, "room.join", json!({"room": "club"})).await;
+    assert_eq!(code(&request(&b1, "$CHAT.MSG.club", b"x").await), 403);
+    assert_eq!(code(&request(&c1, "$CHAT.MSG.club", b"x").await), 403);
+    assert_eq!(fails(&b1, "history", json!({"room": "club"})).await, 403);
+    assert_eq!(fails(&c1, "history", json!({"room": "club"})).await, 403);
+    // A remaining member got "after" (it was sent).
+    assert_stamped(&next(&mut dave_msg).await, "$CHAT.MSG.club", "alice", 2, b"after", t0);
+
+    // carol was still a member when bob left: she saw that, and nothing after her kick.
+    let bob_left = json!({"event": "leave", "room": "club", "user": "bob", "reason": "left"});
+    assert_eq!(next_json(&mut c1_evt).await, bob_left);
+    assert_eq!(next_json(&mut c2_all).await, bob_left);
+    // Positive control: a plain message sent last is the next thing either `>` sees.
+    alice.publish("ctl.end", "end".into()).await.unwrap();
+    alice.flush().await.unwrap();
+    for sub in [&mut b2_all, &mut c2_all] {
+        let m = next(sub).await;
+        assert_eq!(m.subject.as_str(), "ctl.end", "got {m:?}");
+    }
+    expect_quiet(&b1, &mut b1_msg).await;
+    expect_quiet(&b1, &mut b1_evt).await;
+    expect_quiet(&b2, &mut b2_all).await;
+    expect_quiet(&c1, &mut c1_msg).await;
+    expect_quiet(&c1, &mut c1_evt).await;
+    expect_quiet(&c2, &mut c2_all).await;
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_is_refused_with_a_users_file() {
+    let server = start(auth_config());
+    for pass in ["wrong", "", "pw-bob"] {
+        let r = connect_as(&server, "alice", pass).await;
+        assert!(r.is_err(), "alice with password {pass:?} was accepted");
+    }
+    let r = timeout(WAIT, async_nats::connect(url(&server)))
+        .await
+        .expect("connect timed out");
+    assert!(r.is_err(), "a connection without credentials was accepted");
+
+    // CONNECT with a user and no password at all.
+    let mut raw = raw_connect(&server).await;
+    raw.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"alice\"}\r\nPING\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_to_close(&mut raw).await,
+        b"-ERR 'Authorization Violation'\r\n"
+    );
+
+    // A second CONNECT may not change the connection's user, even with the right password.
+    let mut raw = raw_connect(&server).await;
+    raw.write_all(
+        b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"alice\",\"pass\":\"pw-alice\"}\r\nPING\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_line(&mut raw).await, b"PONG\r\n");
+    raw.write_all(
+        b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"bob\",\"pass\":\"pw-bob\"}\r\nPING\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        read_to_close(&mut raw).await,
+        b"-ERR 'Authorization Violation'\r\n"
+    );
+
+    // The right password is accepted, as that user.
+    let alice = session(&server, "alice").await;
+    assert_eq!(
+        ok(&alice, "whoami", json!({})).await,
+        json!({"user": "alice", "session": alice.server_info().client_id})
+    );
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_reach_only_the_requesting_connection() {
+    let server = start(auth_config());
+    let carol = session(&server, "carol").await;
+    let mut carol_inbox = carol.subscribe("_INBOX.>").await.unwrap();
+    let mut carol_all = carol.subscribe(">").await.unwrap();
+    carol.flush().await.unwrap();
+    let alice2 = session(&server, "alice").await;
+    let mut alice2_inbox = alice2.subscribe("_INBOX.>").await.unwrap();
+    alice2.flush().await.unwrap();
+    let alice = session(&server, "alice").await;
+    // The requesting connection's own matching subscriptions do get the replies.
+    let mut own_inbox = alice.subscribe("_INBOX.>").await.unwrap();
+    alice.flush().await.unwrap();
+
+    let mut replies = vec![
+        ok(&alice, "whoami", json!({})).await,
+        ok(&alice, "room.create", json!({"room": "r"})).await,
+        request(&alice, "$CHAT.MSG.r", b"m").await,
+        request(&alice, "$CHAT.DM.bob", b"d").await,
+        ok(&alice, "history", json!({"room": "r"})).await,
+    ];
+    replies.push(request(&alice, "$CHAT.API.room.create", b"{\"room\":\"r\"}").await);
+    assert_eq!(code(&replies[5]), 409);
+    for expected in &replies {
+        assert_eq!(&next_json(&mut own_inbox).await, expected);
+    }
+    expect_quiet(&alice, &mut own_inbox).await;
+
+    alice.publish("ctl.end", "end".into()).await.unwrap();
+    alice.flush().await.unwrap();
+    let first = next(&mut carol_all).await;
+    assert_eq!(first.subject.as_str(), "ctl.end", "carol saw {first:?}");
+    expect_quiet(&carol, &mut carol_all).await;
+    expect_quiet(&carol, &mut carol_inbox).await;
+    expect_quiet(&alice2, &mut alice2_inbox).await;
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Member limit
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_limit_holds_under_concurrent_joins() {
+    const JOINERS: usize = 100;
+    const LIMIT: usize = 10;
+    // Names taken at face value (no users file): 100 distinct users.
+    let server = start(Config::default());
+    let alice = session(&server, "alice").await;
+    assert_eq!(
+        ok(&alice, "room.create", json!({"room": "big", "limit": LIMIT})).await,
+        json!({"room": "big", "private": false, "limit": LIMIT})
+    );
+    let names: Vec<String> = (0..JOINERS).map(|i| format!("u{i:03}")).collect();
+    let clients = join_all(names.iter().map(|n| session(&server, n))).await;
+
+    let replies = join_all(
+        clients
+            .iter()
+            .map(|c| ok_or_err(c, "room.join", json!({"room": "big"}))),
+    )
+    .await;
+    // The creator is a member and counts towards the limit: 10 members is the creator plus
+    // exactly 9 joiners.
+    let mut winners = Vec::new();
+    let mut member_counts = Vec::new();
+    let mut full = 0;
+    for (name, reply) in names.iter().zip(&replies) {
+        if reply.get("error").is_some() {
+            assert_eq!(code(reply), 409, "{name}: {reply}");
+            full += 1;
+        } else {
+            assert_eq!(reply["room"], "big");
+            assert_eq!(reply["seq"], 0);
+            member_counts.push(reply["members"].as_u64().unwrap());
+            winners.push(name.clone());
+        }
+    }
+    assert_eq!(winners.len(), LIMIT - 1, "joins that succeeded");
+    assert_eq!(full, JOINERS - (LIMIT - 1), "joins refused as full");
+    member_counts.sort_unstable();
+    assert_eq!(
+        member_counts,
+        (2..=LIMIT as u64).collect::<Vec<_>>(),
+        "each successful join saw one more member"
+    );
+    let mut members = winners;
+    members.push("alice".to_owned());
+    members.sort();
+    assert_eq!(
+        ok(&alice, "room.info", json!({"room": "big"})).await,
+        json!({"room": "big", "private": false, "limit": LIMIT, "seq": 0,
+               "members": members, "admins": ["alice"]})
+    );
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Starts the server in-process with two workers.
+fn start(config: Config) -> ServerHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    spawn(
+        listener,
+        Config {
+            workers: 2,
+            ..config
+        },
+    )
+    .unwrap()
+}
+
+/// A config with the users file [`USERS`], each with password `pw-<user>`.
+fn auth_config() -> Config {
+    Config {
+        auth: Auth::Users(
+            USERS
+                .iter()
+                .map(|u| ((*u).to_owned(), format!("pw-{u}")))
+                .collect(),
+        ),
+        ..Config::default()
+    }
+}
+
+fn url(server: &ServerHandle) -> String {
+    format!("nats://{}", server.local_addr())
+}
+
+/// Connects as `user` with password `pw-<user>` (ignored when auth is off).
+async fn session(server: &ServerHandle, user: &str) -> Client {
+    connect_as(server, user, &format!("pw-{user}"))
+        .await
+        .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+}
+
+async fn connect_as(
+    server: &ServerHandle,
+    user: &str,
+    pass: &str,
+) -> Result<Client, async_nats::ConnectError> {
+    timeout(
+        WAIT,
+        ConnectOptions::new()
+            .user_and_password(user.to_owned(), pass.to_owned())
+            .name(format!("chat test {user}"))
+            .connect(url(server)),
+    )
+    .await
+    .expect("connect timed out")
+}
+
+/// Connects as `user`, also returning the client's event stream (server errors and the like).
+async fn session_with_events(
+    server: &ServerHandle,
+    user: &str,
+) -> (Client, UnboundedReceiver<Event>) {
+    let (tx, rx) = unbounded();
+    let client = timeout(
+        WAIT,
+        ConnectOptions::new()
+            .user_and_password(user.to_owned(), format!("pw-{user}"))
+            .event_callback(move |event| {
+                let _ = tx.unbounded_send(event);
+                std::future::ready(())
+            })
+            .connect(url(server)),
+    )
+    .await
+    .expect("connect timed out")
+    .unwrap_or_else(|e| panic!("connect as {user}: {e}"));
+    (client, rx)
+}
+
+/// The next `-ERR` text the client reported; panics if the connection dropped first.
+async fn next_server_error(events: &mut UnboundedReceiver<Event>) -> String {
+    loop {
+        let event = timeout(WAIT, events.next())
+            .await
+            .expect("timed out waiting for a server error")
+            .expect("event stream ended");
+        match event {
+            Event::Connected => {}
+            Event::ServerError(ServerError::Other(text)) => return text,
+            other => panic!("wanted a server error, got {other:?}"),
+        }
+    }
+}
+
+/// Closes the connection (and waits until the client has let go of it).
+async fn disconnect(client: Client) {
+    client.drain().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while client.connection_state() != async_nats::connection::State::Disconnected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client did not close"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Sends a request on `subject` and parses the reply as JSON.
+async fn request(client: &Client, subject: &str, body: &[u8]) -> Value {
+    let reply = timeout(WAIT, client.request(subject.to_owned(), body.to_vec().into()))
+        .await
+        .unwrap_or_else(|_| panic!("no reply on {subject}"))
+        .unwrap_or_else(|e| panic!("request on {subject}: {e}"));
+    json_of(&reply)
+}
+
+/// `$CHAT.API.<op>` with a JSON body; the reply, result or error.
+async fn ok_or_err(client: &Client, op: &str, body: Value) -> Value {
+    request(client, &format!("$CHAT.API.{op}"), body.to_string().as_bytes()).await
+}
+
+/// `$CHAT.API.<op>` that must succeed; its result.
+async fn ok(client: &Client, op: &str, body: Value) -> Value {
+    let reply = ok_or_err(client, op, body.clone()).await;
+    assert!(
+        reply.get("error").is_none(),
+        "{op} {body} failed: {reply}"
+    );
+    reply
+}
+
+/// `$CHAT.API.<op>` that must fail; its error code.
+async fn fails(client: &Client, op: &str, body: Value) -> u64 {
+    code(&ok_or_err(client, op, body).await)
+}
+
+/// The code of an error reply, checking its exact shape
+/// `{"error":{"code":N,"description":"…"}}`.
+fn code(reply: &Value) -> u64 {
+    let shape = || format!("not an error reply: {reply}");
+    let object = reply.as_object().unwrap_or_else(|| panic!("{}", shape()));
+    assert_eq!(object.len(), 1, "{}", shape());
+    let error = reply["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{}", shape()));
+    assert_eq!(error.len(), 2, "{}", shape());
+    assert!(error["description"].is_string(), "{}", shape());
+    error["code"].as_u64().unwrap_or_else(|| panic!("{}", shape()))
+}
+
+/// Replaces every error description with "" (their wording is not part of the contract).
+fn blank_descriptions(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Object(error)) = map.get_mut("error") {
+                if error.get("description").is_some_and(Value::is_string) {
+                    error.insert("description".into(), json!(""));
+                }
+            }
+            map.values_mut().for_each(blank_descriptions);
+        }
+        Value::Array(items) => items.iter_mut().for_each(blank_descriptions),
+        _ => {}
+    }
+}
+
+/// Checks every history message's `time` lies between `t0` and now, then removes it.
+fn strip_times(page: &mut Value, t0: u64) {
+    let now = now_ms();
+    let Some(messages) = page.get_mut("messages").and_then(Value::as_array_mut) else {
+        panic!("not a history page: {page}");
+    };
+    for m in messages {
+        let time = m["time"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no time in {m}"));
+        assert!(t0 <= time && time <= now, "time {time} not in [{t0}, {now}]");
+        m.as_object_mut().unwrap().remove("time");
+    }
+}
+
+/// Sorts a backward page by sequence, after checking it is monotone in one direction.
+fn sort_backward_page(page: &mut Value) {
+    let messages = page["messages"].as_array_mut().unwrap();
+    let seqs: Vec<u64> = messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]) || seqs.windows(2).all(|w| w[0] > w[1]),
+        "page not in order: {seqs:?}"
+    );
+    messages.sort_by_key(|m| m["seq"].as_u64());
+}
+
+fn json_of(message: &Message) -> Value {
+    serde_json::from_slice(&message.payload).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}) on {}: {:?}",
+            message.subject,
+            String::from_utf8_lossy(&message.payload)
+        )
+    })
+}
+
+async fn next(sub: &mut Subscriber) -> Message {
+    timeout(WAIT, sub.next())
+        .await
+        .expect("timed out waiting for a message")
+        .expect("subscription ended")
+}
+
+async fn next_json(sub: &mut Subscriber) -> Value {
+    json_of(&next(sub).await)
+}
+
+/// Expects nothing on `sub` within [`QUIET`] after a PING round trip on `client`.
+async fn expect_quiet(client: &Client, sub: &mut Subscriber) {
+    client.flush().await.unwrap();
+    let r = timeout(QUIET, sub.next()).await;
+    assert!(r.is_err(), "unexpected message: {r:?}");
+}
+
+/// One header's value; panics when it is missing.
+fn header<'a>(m: &'a Message, name: &str) -> &'a str {
+    m.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header on {m:?}"))
+}
+
+fn chat_seq(m: &Message) -> u64 {
+    header(m, "Chat-Seq")
+        .parse()
+        .unwrap_or_else(|e| panic!("Chat-Seq not a number ({e}) on {m:?}"))
+}
+
+/// Checks a delivered chat message: subject, payload, no reply subject, and exactly the
+/// server's three `Chat-` headers (one value each) with the expected sender and sequence and
+/// a server time not before `t0`.
+fn assert_stamped(m: &Message, subject: &str, from: &str, seq: u64, payload: &[u8], t0: u64) {
+    assert_eq!(m.subject.as_str(), subject, "{m:?}");
+    assert_eq!(&m.payload[..], payload, "{m:?}");
+    assert!(m.reply.is_none(), "a reply subject was passed on: {m:?}");
+    let headers = m.headers.as_ref().expect("stamped headers");
+    let mut chat: Vec<(String, Vec<String>)> = headers
+        .iter()
+        .filter(|(name, _)| {
+            let name: &str = name.as_ref();
+            name.to_ascii_lowercase().starts_with("chat-")
+        })
+        .map(|(name, values)| {
+            (
+                AsRef::<str>::as_ref(name).to_owned(),
+                values.iter().map(|v| v.as_str().to_owned()).collect(),
+            )
+        })
+        .collect();
+    chat.sort();
+    let time: u64 = header(m, "Chat-Time")
+        .parse()
+        .unwrap_or_else(|e| panic!("Chat-Time not a number ({e}) on {m:?}"));
+    let now = now_ms();
+    assert!(t0 <= time && time <= now, "Chat-Time {time} not in [{t0}, {now}]");
+    assert_eq!(
+        chat,
+        vec![
+            ("Chat-From".to_owned(), vec![from.to_owned()]),
+            ("Chat-Seq".to_owned(), vec![seq.to_string()]),
+            ("Chat-Time".to_owned(), vec![time.to_string()]),
+        ],
+        "{m:?}"
+    );
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A raw TCP connection with the server's INFO line already read.
+async fn raw_connect(server: &ServerHandle) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let info = read_line(&mut stream).await;
+    assert!(info.starts_with(b"INFO {"), "{:?}", String::from_utf8_lossy(&info));
+    stream
+}
+
+/// Reads one line, byte by byte (so nothing after it is consumed).
+async fn read_line(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let mut byte = [0u8; 1];
+        let n = timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("timed out reading a line")
+            .expect("read");
+        assert!(n == 1, "closed after {:?}", String::from_utf8_lossy(&line));
+        line.push(byte[0]);
+    }
+    line
+}
+
+/// Everything the server sends until it closes the connection.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    // A reset after the last bytes is a close too; what was read is kept in `all`.
+    let _ = timeout(WAIT, stream.read_to_end(&mut all))
+        .await
+        .expect("the server did not close the connection");
+    all
+}
