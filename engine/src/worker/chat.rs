@@ -119,9 +119,7 @@ impl Worker {
                 };
                 if let Op::Join(room) = &op {
                     if let Some(c) = self.clients.at(slot) {
-                        if !c.chat_rooms.contains(room) {
-                            c.chat_rooms.push(room.clone());
-                        }
+                        c.chat_rooms.insert(room.clone());
                     }
                 }
                 self.chat_request(slot, owner, from, op, to);
@@ -133,21 +131,22 @@ impl Worker {
                 let Some(id) = self.start_gather(slot, to, kind, n) else {
                     return;
                 };
+                // One copy of the text for every target: each owner stamps its own delivery
+                // (subject, sender, sequence) from it.
+                let msg = Arc::new(Msg::from_view(&MsgView {
+                    subject: p.subject,
+                    reply: None,
+                    headers: None,
+                    payload: &data,
+                    origin,
+                }));
                 for (i, conv) in targets.into_iter().enumerate() {
-                    let subject = conv.subject();
-                    let msg = Msg::from_view(&MsgView {
-                        subject: &subject,
-                        reply: None,
-                        headers: None,
-                        payload: &data,
-                        origin,
-                    });
                     let owner = conv.owner(&from.user, workers);
                     let part = ReplyTo::Part {
                         id,
                         index: i as u32,
                     };
-                    let op = Op::Publish(conv, Arc::new(msg));
+                    let op = Op::Publish(conv, Arc::clone(&msg));
                     self.chat_request(slot, owner, from.clone(), op, part);
                 }
             }

@@ -7,7 +7,7 @@
 //! commit the rings and ring the doorbells of parked peers; flush every connection that got
 //! data, once, with vectored writes; then park in `poll` if there is nothing left to do.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -176,7 +176,7 @@ struct Client {
     /// Who the client is, for chat (from its first CONNECT).
     identity: Identity,
     /// Rooms this session joined (`room.join`), to leave their presence when it closes.
-    chat_rooms: Vec<Name>,
+    chat_rooms: HashSet<Name>,
     /// Gathered chat requests of this client still waiting for answers.
     gathers: usize,
 }
@@ -981,7 +981,7 @@ impl Worker {
             pongs_owed: 0,
             in_deferred: false,
             identity: Identity::Anonymous,
-            chat_rooms: Vec::new(),
+            chat_rooms: HashSet::new(),
             gathers: 0,
         };
         let info = proto::Info {
