@@ -1275,24 +1275,21 @@ impl Worker {
             echo: c.opts.echo,
         };
         let strict = c.opts.verbose || c.opts.pedantic;
-        if crate::chat::is_chat(p.subject) {
-            self.ok(slot);
-            let counters = &self.shared.counters[self.id];
-            counters.add(Counter::InMsgs, 1);
-            counters.add(Counter::InBytes, p.payload.len() as u64);
-            self.handle_chat_pub(slot, p, origin, strict);
-            return;
-        }
+        let chat = crate::chat::is_chat(p.subject);
         // As nats-server: a pedantic client is told about a wildcard or malformed subject,
         // then gets its +OK; a wildcard subject is still delivered (literally), and one with
         // an empty token matches no subscription (the index's rule).
-        if c.opts.pedantic && subject::check_publish(p.subject, true).is_err() {
+        if !chat && c.opts.pedantic && subject::check_publish(p.subject, true).is_err() {
             self.reply(slot, |w| proto::encode_err(w, "'Invalid Publish Subject'"));
         }
         self.ok(slot);
         let counters = &self.shared.counters[self.id];
         counters.add(Counter::InMsgs, 1);
         counters.add(Counter::InBytes, p.payload.len() as u64);
+        if chat {
+            self.handle_chat_pub(slot, p, origin, strict);
+            return;
+        }
         let view = MsgView {
             subject: p.subject,
             reply: p.reply,
