@@ -802,19 +802,19 @@ fn stamp(
         "NATS/1.0\r\nChat-From: {from}\r\nChat-Seq: {seq}\r\nChat-Time: {now_ms}\r\n"
     );
     if let Some(h) = view.headers {
-        // Skip the version line; keep every header line that is not a `Chat-` one.
+        // Skip the version line; keep every header line that is not a `Chat-` one. A line
+        // starting with a space or tab would continue the line before it (obsolete header
+        // folding) and so could extend a stamp: it is dropped too.
         for line in h.split(|&b| b == b'\n').skip(1) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let folded = line.first().is_some_and(|b| b.is_ascii_whitespace());
+            let is_chat = folded
+                || line
+                    .get(..5)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"chat-"));
             if line.is_empty() {
                 continue;
             }
-            let name_start = line
-                .iter()
-                .position(|b| !b.is_ascii_whitespace())
-                .unwrap_or(0);
-            let is_chat = line[name_start..]
-                .get(..5)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"chat-"));
             if !is_chat {
                 headers.extend_from_slice(line);
                 headers.extend_from_slice(b"\r\n");
@@ -981,7 +981,7 @@ mod tests {
             limit: None,
         };
         run(&mut shard, &index, &alice, create).0.unwrap();
-        let forged = b"NATS/1.0\r\nchat-from: mallory\r\nX-Id: 9\r\n\r\n";
+        let forged = b"NATS/1.0\r\nchat-from: mallory\r\nX-Id: 9\r\n\tChat-Seq: 1\r\n x\r\n\r\n";
         let (ok, fanned) = run(
             &mut shard,
             &index,
