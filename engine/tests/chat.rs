@@ -649,7 +649,7 @@ async fn members_see_one_order_under_concurrent_publishers() {
     let mut subs = Vec::new();
     for c in [&alice_rx, &bob_rx] {
         subs.push(c.subscribe("$CHAT.MSG.race").await.unwrap());
-        c.flush().await.unwrap();
+        sync(c).await;
     }
 
     // Four publishing connections of three members, all at once.
@@ -702,6 +702,99 @@ async fn members_see_one_order_under_concurrent_publishers() {
     server.shutdown().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_headers_get_plain_msg() {
+    let server = start(Config::default());
+    let alice = session(&server, "alice").await;
+    ok(&alice, "room.create", json!({"room": "r"})).await;
+    // A raw member connection that did not enable headers in CONNECT.
+    let mut raw = raw_connect(&server).await;
+    raw.write_all(
+        b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"bob\"}\r\n\
+          SUB _INBOX.bob 1\r\nSUB $CHAT.MSG.r 2\r\n\
+          PUB $CHAT.API.room.join _INBOX.bob 12\r\n{\"room\":\"r\"}\r\n",
+    )
+    .await
+    .unwrap();
+    // JSON key order is not part of the contract: compare the reply as JSON.
+    let head = read_line(&mut raw).await;
+    let reply = read_line(&mut raw).await;
+    assert_eq!(
+        head,
+        format!("MSG _INBOX.bob 1 {}\r\n", reply.len() - 2).into_bytes()
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&reply).unwrap(),
+        json!({"room": "r", "seq": 0, "members": 2})
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert("X-Keep", "yes");
+    alice
+        .publish_with_headers("$CHAT.MSG.r", headers, "hello".into())
+        .await
+        .unwrap();
+    alice.flush().await.unwrap();
+    assert_eq!(read_line(&mut raw).await, b"MSG $CHAT.MSG.r 2 5\r\n");
+    assert_eq!(read_line(&mut raw).await, b"hello\r\n");
+    raw.write_all(b"PING\r\n").await.unwrap();
+    assert_eq!(read_line(&mut raw).await, b"PONG\r\n");
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_after_chat_operations_is_a_barrier() {
+    let server = start(Config::default());
+    let alice = session(&server, "alice").await;
+    for room in ["r1", "r2", "r3", "r4"] {
+        ok(&alice, "room.create", json!({"room": room})).await;
+    }
+    // Four connections, so both workers, with conversations owned here and there: the PONG
+    // comes only after every answer (refusal, reply, acknowledgement) was written.
+    for (i, room) in ["r1", "r2", "r3", "r4"].into_iter().enumerate() {
+        let mut raw = raw_connect(&server).await;
+        let info = format!("{{\"room\":\"{room}\"}}");
+        let ops = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"user\":\"carol\"}}\r\n\
+             SUB _INBOX.c 1\r\n\
+             PUB $CHAT.MSG.{room} 1\r\nx\r\n\
+             PUB $CHAT.API.room.info _INBOX.c {}\r\n{info}\r\n\
+             PUB $CHAT.DM.bob _INBOX.c 2\r\nhi\r\n\
+             PING\r\n",
+            info.len()
+        );
+        raw.write_all(ops.as_bytes()).await.unwrap();
+        let mut errors = Vec::new();
+        let mut replies = Vec::new();
+        loop {
+            let line = read_line(&mut raw).await;
+            if line == b"PONG\r\n" {
+                break;
+            }
+            if line.starts_with(b"MSG _INBOX.c 1 ") {
+                let payload = read_line(&mut raw).await;
+                replies.push(serde_json::from_slice::<Value>(&payload).unwrap());
+            } else {
+                errors.push(String::from_utf8(line).unwrap());
+            }
+        }
+        assert_eq!(
+            errors,
+            [format!(
+                "-ERR 'Permissions Violation for Publish to \"$CHAT.MSG.{room}\"'\r\n"
+            )]
+        );
+        replies.sort_by_key(|r| r.to_string());
+        let mut expected = vec![
+            json!({"room": room, "private": false, "limit": null, "seq": 0,
+                   "members": ["alice"], "admins": ["alice"]}),
+            json!({"user": "bob", "seq": i + 1}),
+        ];
+        expected.sort_by_key(|r| r.to_string());
+        assert_eq!(replies, expected);
+    }
+    server.shutdown().unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Direct messages
 // ---------------------------------------------------------------------------------------------
@@ -727,9 +820,11 @@ async fn direct_messages_reach_only_the_addressee() {
     let mut bob2_dm = bob2.subscribe("$CHAT.DM.*").await.unwrap();
     let mut alice_dm = alice.subscribe("$CHAT.DM.alice").await.unwrap();
     let mut alice_to_bob = alice.subscribe("$CHAT.DM.bob").await.unwrap();
-    for c in [&alice, &bob, &bob2, &carol_watch] {
-        c.flush().await.unwrap();
+    for c in [&alice, &bob, &bob2] {
+        sync(c).await;
     }
+    let own = sync(&carol_watch).await;
+    skip_own_reply(&mut carol_subs[0], &own).await;
 
     let t0 = now_ms();
     assert_eq!(
@@ -828,7 +923,7 @@ async fn broadcast_answers_in_request_order() {
     let mut bob_c = bob.subscribe("$CHAT.MSG.c").await.unwrap();
     let mut dave_dm = dave.subscribe("$CHAT.DM.dave").await.unwrap();
     for c in [&bob, &carol, &dave] {
-        c.flush().await.unwrap();
+        sync(c).await;
     }
 
     let t0 = now_ms();
@@ -1202,7 +1297,7 @@ async fn history_resumes_after_reconnect_and_410_past_the_window() {
     let bob = session(&server, "bob").await;
     ok(&bob, "room.join", json!({"room": "w"})).await;
     let mut bob_msg = bob.subscribe("$CHAT.MSG.w").await.unwrap();
-    bob.flush().await.unwrap();
+    sync(&bob).await;
 
     let t0 = now_ms();
     let publish = |i: u64| {
@@ -1290,6 +1385,213 @@ async fn history_resumes_after_reconnect_and_410_past_the_window() {
     server.shutdown().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_default_page_is_100() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    ok(&alice, "room.create", json!({"room": "many"})).await;
+    for i in 1..150 {
+        alice
+            .publish("$CHAT.MSG.many", format!("m{i}").into())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        request(&alice, "$CHAT.MSG.many", b"m150").await,
+        json!({"room": "many", "seq": 150})
+    );
+    let seqs = |page: &Value| -> Vec<u64> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let page = ok(&alice, "history", json!({"room": "many"})).await;
+    assert_eq!(seqs(&page), (1..=100).collect::<Vec<_>>());
+    assert_eq!(
+        (page["first"].clone(), page["last"].clone()),
+        (json!(1), json!(150))
+    );
+    assert_eq!(page["more"], true);
+    let page = ok(&alice, "history", json!({"room": "many", "after": 100})).await;
+    assert_eq!(seqs(&page), (101..=150).collect::<Vec<_>>());
+    assert_eq!(page["more"], false);
+    let page = ok(&alice, "history", json!({"room": "many", "limit": 1000})).await;
+    assert_eq!(seqs(&page), (1..=150).collect::<Vec<_>>());
+    assert_eq!(page["more"], false);
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_stop_before_max_payload() {
+    const MAX_PAYLOAD: usize = 2048;
+    let server = start(Config {
+        max_payload: MAX_PAYLOAD,
+        ..auth_config()
+    });
+    let alice = session(&server, "alice").await;
+    ok(&alice, "room.create", json!({"room": "fat"})).await;
+    let text = |i: u64| format!("{i:02}{}", "x".repeat(498));
+    for i in 1..=20 {
+        assert_eq!(
+            request(&alice, "$CHAT.MSG.fat", text(i).as_bytes()).await,
+            json!({"room": "fat", "seq": i})
+        );
+    }
+    // Pages of at most max_payload bytes, paged through with `after` until `more` is false:
+    // every message exactly once, in order.
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let reply = timeout(
+            WAIT,
+            alice.request(
+                "$CHAT.API.history",
+                json!({"room": "fat", "after": after}).to_string().into(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            reply.payload.len() <= MAX_PAYLOAD,
+            "a {} byte page",
+            reply.payload.len()
+        );
+        let page = json_of(&reply);
+        let messages = page["messages"].as_array().unwrap();
+        pages += 1;
+        assert!(
+            !messages.is_empty() || after == 20,
+            "empty page after {after}: {page}"
+        );
+        for m in messages {
+            after += 1;
+            assert_eq!(m["seq"], after);
+            assert_eq!(m["data"], text(after));
+        }
+        assert_eq!(page["more"], after < 20, "{page}");
+        if after == 20 {
+            break;
+        }
+        assert!(pages < 20, "no progress");
+    }
+    assert!(
+        pages > 1,
+        "20 messages of 500 bytes cannot fit one 2 KiB page"
+    );
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_bytes_budget_drops_the_oldest_first() {
+    // 4 KiB for the server, split between the two workers: at most 2 KiB of message bytes
+    // in the one room's shard.
+    const HISTORY_BYTES: usize = 4096;
+    let server = start(Config {
+        history_bytes: HISTORY_BYTES,
+        ..auth_config()
+    });
+    let alice = session(&server, "alice").await;
+    ok(&alice, "room.create", json!({"room": "hb"})).await;
+    for i in 1..=50u64 {
+        assert_eq!(
+            request(
+                &alice,
+                "$CHAT.MSG.hb",
+                format!("{i:03}{}", "y".repeat(97)).as_bytes()
+            )
+            .await,
+            json!({"room": "hb", "seq": i})
+        );
+    }
+    let page = ok(&alice, "history", json!({"room": "hb", "limit": 1000})).await;
+    let seqs: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    let first = page["first"].as_u64().unwrap();
+    assert_eq!(page["last"], 50);
+    assert!(
+        first > 2,
+        "the byte budget dropped (almost) nothing: {page}"
+    );
+    assert_eq!(
+        seqs,
+        (first..=50).collect::<Vec<_>>(),
+        "the newest are kept"
+    );
+    assert!(
+        seqs.len() * 100 <= HISTORY_BYTES / 2,
+        "{} messages of 100 bytes kept in a 2 KiB shard budget",
+        seqs.len()
+    );
+    // Without `after`: from the oldest kept; resuming from before the window is a 410.
+    assert_eq!(
+        ok(&alice, "history", json!({"room": "hb"})).await["messages"][0]["seq"],
+        first
+    );
+    let reply = ok_or_err(&alice, "history", json!({"room": "hb", "after": first - 2})).await;
+    assert_eq!(reply["error"]["code"], 410, "{reply}");
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_group_on_a_room_delivers_to_one_member_session() {
+    const N: u64 = 40;
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    ok(&alice, "room.create", json!({"room": "q"})).await;
+    let bob1 = session(&server, "bob").await;
+    let bob2 = session(&server, "bob").await;
+    let carol = session(&server, "carol").await;
+    ok(&bob1, "room.join", json!({"room": "q"})).await;
+    let mut group = Vec::new();
+    for c in [&bob1, &bob2] {
+        group.push(c.queue_subscribe("$CHAT.MSG.q", "g".into()).await.unwrap());
+        sync(c).await;
+    }
+    // A non-member in the same group is never chosen.
+    let mut carol_q = carol
+        .queue_subscribe("$CHAT.MSG.q", "g".into())
+        .await
+        .unwrap();
+    sync(&carol).await;
+
+    for i in 1..=N {
+        alice
+            .publish("$CHAT.MSG.q", format!("m{i}").into())
+            .await
+            .unwrap();
+    }
+    alice.flush().await.unwrap();
+    let mut all = futures::stream::select_all(group);
+    let mut seqs = Vec::new();
+    for _ in 0..N {
+        let m = timeout(WAIT, all.next())
+            .await
+            .expect("timed out waiting for a queue delivery")
+            .unwrap();
+        assert_eq!(header(&m, "Chat-From"), "alice");
+        seqs.push(chat_seq(&m));
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=N).collect::<Vec<_>>(),
+        "each message to one session"
+    );
+    expect_quiet(&carol, &mut carol_q).await;
+    bob1.flush().await.unwrap();
+    let extra = timeout(QUIET, all.next()).await;
+    assert!(extra.is_err(), "delivered twice: {extra:?}");
+    server.shutdown().unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Security (authentication on)
 // ---------------------------------------------------------------------------------------------
@@ -1315,11 +1617,14 @@ async fn private_room_is_invisible_to_non_members() {
     for subject in watched {
         watch.push(carol_watch.subscribe(subject).await.unwrap());
     }
-    carol_watch.flush().await.unwrap();
+    // carol's own round trip shows up on her `>` and `_INBOX.>`, before anything else.
+    let own = sync(&carol_watch).await;
+    skip_own_reply(&mut watch[0], &own).await;
+    skip_own_reply(&mut watch[7], &own).await;
     // A member's `$CHAT.>` is the positive control for the same traffic.
     let bob_watch = session(&server, "bob").await;
     let mut bob_all = bob_watch.subscribe("$CHAT.>").await.unwrap();
-    bob_watch.flush().await.unwrap();
+    sync(&bob_watch).await;
 
     ok(
         &alice,
@@ -1416,7 +1721,7 @@ async fn departed_and_kicked_users_receive_nothing_more() {
     let dave = session(&server, "dave").await;
     ok(&dave, "room.join", json!({"room": "club"})).await;
     let mut dave_msg = dave.subscribe("$CHAT.MSG.club").await.unwrap();
-    dave.flush().await.unwrap();
+    sync(&dave).await;
 
     // Two sessions each: s1 makes the requests and watches the room's subjects, s2 only
     // watches everything (`>`), so its every delivery is accounted for.
@@ -1430,9 +1735,13 @@ async fn departed_and_kicked_users_receive_nothing_more() {
     let mut c1_msg = c1.subscribe("$CHAT.MSG.club").await.unwrap();
     let mut c1_evt = c1.subscribe("$CHAT.EVT.club").await.unwrap();
     let mut c2_all = c2.subscribe(">").await.unwrap();
-    for c in [&b1, &b2, &c1, &c2] {
-        c.flush().await.unwrap();
+    for c in [&b1, &c1] {
+        sync(c).await;
     }
+    let own = sync(&b2).await;
+    skip_own_reply(&mut b2_all, &own).await;
+    let own = sync(&c2).await;
+    skip_own_reply(&mut c2_all, &own).await;
 
     ok(&b1, "room.join", json!({"room": "club"})).await;
     ok(&c1, "room.join", json!({"room": "club"})).await;
@@ -1577,10 +1886,13 @@ async fn replies_reach_only_the_requesting_connection() {
     let carol = session(&server, "carol").await;
     let mut carol_inbox = carol.subscribe("_INBOX.>").await.unwrap();
     let mut carol_all = carol.subscribe(">").await.unwrap();
-    carol.flush().await.unwrap();
+    let own = sync(&carol).await;
+    skip_own_reply(&mut carol_inbox, &own).await;
+    skip_own_reply(&mut carol_all, &own).await;
     let alice2 = session(&server, "alice").await;
     let mut alice2_inbox = alice2.subscribe("_INBOX.>").await.unwrap();
-    alice2.flush().await.unwrap();
+    let own = sync(&alice2).await;
+    skip_own_reply(&mut alice2_inbox, &own).await;
     let alice = session(&server, "alice").await;
     // The requesting connection's own matching subscriptions do get the replies.
     let mut own_inbox = alice.subscribe("_INBOX.>").await.unwrap();
@@ -1910,7 +2222,28 @@ async fn next_json(sub: &mut Subscriber) -> Value {
     json_of(&next(sub).await)
 }
 
-/// Expects nothing on `sub` within [`QUIET`] after a PING round trip on `client`.
+/// A round trip through the server on `client`'s connection (a `whoami` request): the server
+/// handles a connection's ops in order, so every SUB sent before is in effect when this
+/// returns. async-nats' `flush` only writes the socket and does not wait for a `PONG`, so it
+/// is no barrier. Returns the reply, which the connection's own subscriptions matching
+/// `_INBOX.>` (such as `>`) also receive: see [`skip_own_reply`].
+async fn sync(client: &Client) -> Value {
+    ok_or_err(client, "whoami", json!({})).await
+}
+
+/// Consumes the copy of a [`sync`] reply that arrives on a `>` or `_INBOX.>` subscription of
+/// the same connection.
+async fn skip_own_reply(sub: &mut Subscriber, reply: &Value) {
+    let m = next(sub).await;
+    assert!(
+        m.subject.starts_with("_INBOX."),
+        "wanted own reply, got {m:?}"
+    );
+    assert_eq!(&json_of(&m), reply);
+}
+
+/// Expects nothing on `sub` within [`QUIET`] after flushing `client` (a heuristic: the
+/// positive controls in the tests are what prove ordering).
 async fn expect_quiet(client: &Client, sub: &mut Subscriber) {
     client.flush().await.unwrap();
     let r = timeout(QUIET, sub.next()).await;
