@@ -31,10 +31,22 @@ async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
         .expect("subscription ended")
 }
 
-/// Expects no message on `sub` until a PING round trip on `client` has completed, which
-/// (the server processing each connection's ops in order) proves nothing was in flight.
+/// A round trip through the server: once it returns, the server has processed every op
+/// `client` sent before (its subscriptions are in place). async-nats' `flush` only writes
+/// the socket, so it cannot prove that; a request nobody answers comes back as the server's
+/// no-responders status, behind the earlier ops.
+async fn sync(client: &async_nats::Client) {
+    let r = tokio::time::timeout(WAIT, client.request("sync.nobody", "".into()))
+        .await
+        .expect("no-responders must answer at once");
+    let err = r.expect_err("nobody subscribes to sync.nobody");
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+}
+
+/// Expects no message on `sub` after a round trip on `client` (which, the server processing
+/// each connection's ops in order, proves nothing the client published is still unhandled).
 async fn expect_quiet(client: &async_nats::Client, sub: &mut async_nats::Subscriber) {
-    client.flush().await.unwrap();
+    sync(client).await;
     let r = tokio::time::timeout(Duration::from_millis(50), sub.next()).await;
     assert!(r.is_err(), "unexpected message: {:?}", r);
 }
@@ -48,7 +60,7 @@ async fn publish_subscribe_across_workers() {
     for subject in ["room.a", "room.b", "room.c", "room.d"] {
         subs.push(subscriber.subscribe(subject).await.unwrap());
     }
-    subscriber.flush().await.unwrap();
+    sync(&subscriber).await;
     for i in 0..100u32 {
         for subject in ["room.a", "room.b", "room.c", "room.d"] {
             publisher
@@ -101,12 +113,12 @@ async fn queue_group_delivers_each_message_once_and_spreads() {
     for _ in 0..4 {
         let c = async_nats::connect(url(&server)).await.unwrap();
         members.push(c.queue_subscribe("jobs", "workers".into()).await.unwrap());
-        c.flush().await.unwrap();
+        sync(&c).await;
         clients.push(c);
     }
     let watcher = async_nats::connect(url(&server)).await.unwrap();
     let mut plain = watcher.subscribe("jobs").await.unwrap();
-    watcher.flush().await.unwrap();
+    sync(&watcher).await;
     let publisher = async_nats::connect(url(&server)).await.unwrap();
     const N: usize = 400;
     for i in 0..N {
@@ -152,7 +164,7 @@ async fn request_reply_and_no_responders() {
     let server = start(2);
     let responder = async_nats::connect(url(&server)).await.unwrap();
     let mut service = responder.subscribe("svc.echo").await.unwrap();
-    responder.flush().await.unwrap();
+    sync(&responder).await;
     let r2 = responder.clone();
     let task = tokio::spawn(async move {
         while let Some(m) = service.next().await {
@@ -232,8 +244,8 @@ async fn echo_false_suppresses_own_messages_only() {
     let other = async_nats::connect(url(&server)).await.unwrap();
     let mut own = quiet.subscribe("echo.t").await.unwrap();
     let mut theirs = other.subscribe("echo.t").await.unwrap();
-    quiet.flush().await.unwrap();
-    other.flush().await.unwrap();
+    sync(&quiet).await;
+    sync(&other).await;
     quiet.publish("echo.t", "mine".into()).await.unwrap();
     quiet.flush().await.unwrap();
     // The other connection gets it...
