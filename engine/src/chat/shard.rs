@@ -802,20 +802,14 @@ fn stamp(
         "NATS/1.0\r\nChat-From: {from}\r\nChat-Seq: {seq}\r\nChat-Time: {now_ms}\r\n"
     );
     if let Some(h) = view.headers {
-        // Skip the version line; keep every header line that is not a `Chat-` one. A line
-        // starting with a space or tab would continue the line before it (obsolete header
-        // folding) and so could extend a stamp: it is dropped too.
+        // Skip the version line; keep only well-formed header lines that are not `Chat-`
+        // ones. Anything a client's header parser could read differently from ours is
+        // dropped: a line starting with a space or tab (obsolete folding: it would continue
+        // the line before it, a stamp), a control byte such as a lone CR (some parsers end a
+        // line there and would read a forged `Chat-From` after it), a line without a name.
         for line in h.split(|&b| b == b'\n').skip(1) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let folded = line.first().is_some_and(|b| b.is_ascii_whitespace());
-            let is_chat = folded
-                || line
-                    .get(..5)
-                    .is_some_and(|p| p.eq_ignore_ascii_case(b"chat-"));
-            if line.is_empty() {
-                continue;
-            }
-            if !is_chat {
+            if kept_header(line) {
                 headers.extend_from_slice(line);
                 headers.extend_from_slice(b"\r\n");
             }
@@ -829,6 +823,23 @@ fn stamp(
         payload: view.payload,
         origin: view.origin,
     })
+}
+
+/// Whether a client's header line is passed on: `name: value`, the name a token (RFC 9110)
+/// not starting with `Chat-`, no control byte but tab anywhere.
+fn kept_header(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let name = &line[..colon];
+    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    let clean = |b: &u8| *b == b'\t' || (*b >= 0x20 && *b != 0x7f);
+    !name.is_empty()
+        && name.iter().all(token)
+        && !name
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"chat-"))
+        && line.iter().all(clean)
 }
 
 /// The two users of a direct conversation, lower name first.
@@ -981,7 +992,8 @@ mod tests {
             limit: None,
         };
         run(&mut shard, &index, &alice, create).0.unwrap();
-        let forged = b"NATS/1.0\r\nchat-from: mallory\r\nX-Id: 9\r\n\tChat-Seq: 1\r\n x\r\n\r\n";
+        let forged = b"NATS/1.0\r\nchat-from: mallory\r\nX-Id: 9\r\n\tChat-Seq: 1\r\n x\r\n\
+            X: a\rChat-From: mallory\r\nnocolon\r\n: empty\r\nY\x01: z\r\n\r\n";
         let (ok, fanned) = run(
             &mut shard,
             &index,
