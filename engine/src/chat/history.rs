@@ -127,7 +127,17 @@ impl Window {
             Direction::Forward => {
                 let start = match q.cursor {
                     None => 0,
-                    Some(after) if after >= self.last => self.entries.len(),
+                    Some(after) if after > self.last => {
+                        return Err(ChatError::new(
+                            410,
+                            format!(
+                                "sequence {after} is past the last one ({}): the conversation \
+                                 was closed and created again",
+                                self.last
+                            ),
+                        ))
+                    }
+                    Some(after) if after == self.last => self.entries.len(),
                     Some(after) if after + 1 < oldest => {
                         return Err(ChatError::new(
                             410,
@@ -252,6 +262,7 @@ mod tests {
             direction,
             cursor,
             limit,
+            epoch: None,
         }
     }
 
@@ -266,6 +277,8 @@ mod tests {
             .page(&q(Direction::Forward, Some(10), 4), 1 << 20)
             .unwrap();
         assert_eq!((seqs(&p), p.more), (vec![], false));
+        let past = w.page(&q(Direction::Forward, Some(11), 4), 1 << 20);
+        assert_eq!(past.unwrap_err().code, 410);
         let p = w.page(&q(Direction::Backward, None, 4), 1 << 20).unwrap();
         assert_eq!((seqs(&p), p.more), (vec![10, 9, 8, 7], true));
         let p = w

@@ -59,6 +59,9 @@ pub struct HistoryQuery {
     pub cursor: Option<u64>,
     /// At most this many messages.
     pub limit: usize,
+    /// The conversation's epoch the cursor belongs to, if the requester knows it: a
+    /// different one means the room was closed and created again (`410`).
+    pub epoch: Option<u64>,
 }
 
 /// One operation on one room or conversation, applied by its owner.
@@ -298,6 +301,7 @@ fn history_query(map: &Map<String, Value>) -> Result<HistoryQuery, ChatError> {
         direction,
         cursor,
         limit,
+        epoch: seq_field(map, "epoch")?,
     })
 }
 

@@ -319,7 +319,7 @@ impl Shard {
                     room.event(&event, scratch, ctx);
                 }
                 Ok(json!({"room": &*name, "seq": room.window.last(),
-                    "members": room.members.len()}))
+                    "members": room.members.len(), "epoch": room.incarnation}))
             }
             Op::Leave(_) => {
                 if !is_member {
@@ -418,7 +418,7 @@ impl Shard {
                 }
                 Ok(
                     json!({"room": &*name, "private": room.private, "limit": room.limit,
-                    "seq": room.window.last(),
+                    "seq": room.window.last(), "epoch": room.incarnation,
                     "members": room.members.iter().map(|m| &**m).collect::<Vec<_>>(),
                     "admins": room.admins.iter().map(|m| &**m).collect::<Vec<_>>()}),
                 )
@@ -464,17 +464,29 @@ impl Shard {
                 if !room.members.contains(&from.user) {
                     return Err(not_member(name));
                 }
-                (json!({"room": &**name}), Some(&room.window))
+                (
+                    json!({"room": &**name}),
+                    Some((room.incarnation, &room.window)),
+                )
             }
             Conv::Dm(peer) => (
                 json!({"user": &**peer}),
-                self.dms.get(&pair(&from.user, peer)).map(|d| &d.window),
+                self.dms
+                    .get(&pair(&from.user, peer))
+                    .map(|d| (d.incarnation, &d.window)),
             ),
         };
         let empty = Window::default();
-        let window = window.unwrap_or(&empty);
+        let (epoch, window) = window.unwrap_or((0, &empty));
+        if q.epoch.is_some_and(|e| e != epoch) {
+            return Err(ChatError::new(
+                410,
+                format!("the conversation was closed and created again (epoch now {epoch})"),
+            ));
+        }
         let page = window.page(q, self.limits.page_bytes)?;
         let mut out = label;
+        out["epoch"] = json!(epoch);
         out["first"] = json!(window.first());
         out["last"] = json!(window.last());
         out["more"] = json!(page.more);
