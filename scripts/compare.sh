@@ -5,6 +5,13 @@
 #   scripts/compare.sh                 # full scenario set, 3 repetitions (about 15 minutes)
 #   scripts/compare.sh --reps 1 --scenarios low-load-1to1 --servers nats,redis
 #   scripts/compare.sh --list          # the scenarios
+#   scripts/compare.sh --scenarios chat-10k-100rooms-1k,chat-1k-10rooms-max
+#                                      # the engine on plain subjects vs its chat rooms
+#   scripts/compare.sh --servers engine,engine-chat --scenarios 1k-10rooms-max
+#                                      # any scenario's shape, plain vs chat (engine only)
+#
+# `engine-chat` is the engine measured with `loadgen run --chat` (rooms of its chat layer,
+# docs/chat.md); the `chat-*` scenarios run against engine and engine-chat only.
 #
 # Builds the engine and loadgen in release mode, installs nats-server and redis-server from
 # Debian if they are missing, then runs `loadgen compare` (which starts each server on a free

@@ -2,6 +2,11 @@
 //! alternating servers within each repetition, each run against a freshly started server on
 //! a free loopback port. Writes `results/<date>-compare.md` (medians, ratios ours/peer, exact
 //! commands) and one latency-percentile SVG per scenario, next to the per-run JSON files.
+//!
+//! `engine-chat` is the engine measured with `loadgen run --chat` (rooms of its chat layer
+//! instead of plain subjects). It runs when named in `--servers`, and always (with the plain
+//! engine, and nothing else) in the `chat-*` scenarios, whose tables therefore put plain and
+//! chat delivery of the same shape side by side.
 
 use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -44,7 +49,9 @@ pub struct CompareArgs {
     /// The redis-server binary.
     #[arg(long, default_value = "redis-server")]
     pub redis_bin: PathBuf,
-    /// Servers to measure, comma-separated: engine, nats, redis.
+    /// Servers to measure, comma-separated: engine, nats, redis, engine-chat (the engine
+    /// with `--chat`). The `chat-*` scenarios run against engine and engine-chat only,
+    /// whatever this says.
     #[arg(long, default_value = "engine,nats,redis", value_delimiter = ',')]
     pub servers: Vec<String>,
     /// Scenarios to run, comma-separated [default: all; see --list].
@@ -75,6 +82,9 @@ pub struct Scenario {
     pub rate: Option<f64>,
     /// Payload bytes.
     pub payload: usize,
+    /// Plain vs chat: run against the engine twice, on plain subjects and with `--chat`,
+    /// and not against nats-server or Redis (which have no chat layer).
+    pub chat: bool,
 }
 
 /// The scenario set from the issue.
@@ -87,6 +97,11 @@ pub fn scenarios() -> Vec<Scenario> {
         publishers,
         rate,
         payload,
+        chat: false,
+    };
+    let chat = |name, about, users, rooms, publishers, rate| Scenario {
+        chat: true,
+        ..s(name, about, users, rooms, publishers, rate, 128)
     };
     vec![
         s(
@@ -161,6 +176,22 @@ pub fn scenarios() -> Vec<Scenario> {
             Some(100.0),
             128,
         ),
+        chat(
+            "chat-10k-100rooms-1k",
+            "engine, plain subjects vs chat rooms: 10,000 users in 100 rooms, 1,000 publishes/s",
+            10_000,
+            100,
+            100,
+            Some(1000.0),
+        ),
+        chat(
+            "chat-1k-10rooms-max",
+            "engine, plain subjects vs chat rooms: 1,000 users in 10 rooms, 10 publishers, max rate",
+            1000,
+            10,
+            10,
+            None,
+        ),
     ]
 }
 
@@ -168,6 +199,8 @@ pub fn scenarios() -> Vec<Scenario> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Engine,
+    /// The engine, measured through its chat layer (`loadgen run --chat`).
+    EngineChat,
     Nats,
     Redis,
 }
@@ -176,6 +209,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Engine => "engine",
+            Kind::EngineChat => "engine-chat",
             Kind::Nats => "nats-server",
             Kind::Redis => "redis",
         }
@@ -184,9 +218,15 @@ impl Kind {
     fn color(self) -> &'static str {
         match self {
             Kind::Engine => "#d62728",
+            Kind::EngineChat => "#ff7f0e",
             Kind::Nats => "#1f77b4",
             Kind::Redis => "#2ca02c",
         }
+    }
+
+    /// A peer the engine is compared with (not the engine in another mode).
+    fn is_peer(self) -> bool {
+        matches!(self, Kind::Nats | Kind::Redis)
     }
 
     fn protocol(self) -> Protocol {
@@ -229,15 +269,20 @@ pub fn compare(args: &CompareArgs, command_line: &str) -> Result<PathBuf, Error>
         }
         picked
     };
-    let mut kinds = Vec::new();
+    let mut asked = Vec::new();
     for s in &args.servers {
-        kinds.push(match s.as_str() {
+        let kind = match s.as_str() {
             "engine" => Kind::Engine,
+            "engine-chat" | "chat" => Kind::EngineChat,
             "nats" | "nats-server" => Kind::Nats,
             "redis" | "redis-server" => Kind::Redis,
             other => return Err(Error::Config(format!("unknown server {other}"))),
-        });
+        };
+        if !asked.contains(&kind) {
+            asked.push(kind);
+        }
     }
+    let kinds = table_kinds(&asked, &chosen);
     let (date, _) = crate::sysinfo::utc_stamp();
     let mut records: Vec<Vec<Vec<RunRecord>>> = chosen
         .iter()
@@ -246,6 +291,9 @@ pub fn compare(args: &CompareArgs, command_line: &str) -> Result<PathBuf, Error>
     for rep in 1..=args.reps {
         for (si, sc) in chosen.iter().enumerate() {
             for (ki, &kind) in kinds.iter().enumerate() {
+                if !runs_on(sc, kind, &asked) {
+                    continue;
+                }
                 eprintln!(
                     "== rep {rep}/{}: {} against {}",
                     args.reps,
@@ -264,6 +312,30 @@ pub fn compare(args: &CompareArgs, command_line: &str) -> Result<PathBuf, Error>
     let md = render(args, command_line, &date, &chosen, &kinds, &records)?;
     eprintln!("wrote {}", md.display());
     Ok(md)
+}
+
+/// The servers of the tables: those asked for, then the engine and engine-chat if a chosen
+/// `chat-*` scenario needs them.
+fn table_kinds(asked: &[Kind], chosen: &[Scenario]) -> Vec<Kind> {
+    let mut kinds = asked.to_vec();
+    if chosen.iter().any(|s| s.chat) {
+        for k in [Kind::Engine, Kind::EngineChat] {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+    }
+    kinds
+}
+
+/// Whether scenario `sc` runs against `kind`: a `chat-*` scenario against the engine plain
+/// and chat only, any other against the servers asked for.
+fn runs_on(sc: &Scenario, kind: Kind, asked: &[Kind]) -> bool {
+    if sc.chat {
+        matches!(kind, Kind::Engine | Kind::EngineChat)
+    } else {
+        asked.contains(&kind)
+    }
 }
 
 fn run_one(args: &CompareArgs, sc: &Scenario, kind: Kind, rep: usize, date: &str) -> RunRecord {
@@ -287,6 +359,7 @@ fn run_one(args: &CompareArgs, sc: &Scenario, kind: Kind, rep: usize, date: &str
             _ => format!("nats://127.0.0.1:{port}"),
         }),
         protocol: kind.protocol(),
+        chat: kind == Kind::EngineChat,
         users: sc.users,
         rooms: Some(sc.rooms),
         publishers: Some(sc.publishers),
@@ -335,7 +408,7 @@ fn run_one(args: &CompareArgs, sc: &Scenario, kind: Kind, rep: usize, date: &str
 
 fn server_command(args: &CompareArgs, kind: Kind, port: u16) -> Command {
     match kind {
-        Kind::Engine => {
+        Kind::Engine | Kind::EngineChat => {
             let mut c = Command::new(&args.engine_bin);
             c.arg("serve")
                 .arg("--listen")
@@ -582,6 +655,18 @@ fn render(
          the load generator, not the server, was the limit. `lost` counts window messages a \
          subscriber never received (sequence numbers per publisher and subscriber).\n"
     );
+    if kinds.contains(&Kind::EngineChat) {
+        let _ = writeln!(
+            md,
+            "`engine-chat` is the same engine binary measured with `loadgen run --chat`: the \
+             same users, rooms and publishers, but every room is a room of the engine's chat \
+             layer (`$CHAT.MSG.lg<r>`, created and joined through `$CHAT.API` before the run, \
+             users `u<id>`), so each message is checked against the room's membership, \
+             sequenced, stamped and kept in history by the room's owner, and delivered as \
+             HMSG with `Chat-*` headers. The `chat-*` scenarios run only the engine, plain \
+             and chat.\n"
+        );
+    }
     let mut summary_rows = Vec::new();
     for (si, sc) in scenarios.iter().enumerate() {
         let cells: Vec<Cell> = records[si].iter().map(|r| cell(r)).collect();
@@ -593,6 +678,9 @@ fn render(
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (ki, kind) in kinds.iter().enumerate() {
             let c = cells[ki];
+            if c.runs == 0 {
+                continue;
+            }
             let _ = writeln!(
                 md,
                 "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -614,10 +702,21 @@ fn render(
         if let Some(ei) = kinds.iter().position(|k| *k == Kind::Engine) {
             let e = cells[ei];
             for (ki, kind) in kinds.iter().enumerate() {
-                if *kind == Kind::Engine {
+                let p = cells[ki];
+                if *kind == Kind::Engine || p.runs == 0 || e.runs == 0 {
                     continue;
                 }
-                let p = cells[ki];
+                if *kind == Kind::EngineChat {
+                    let _ = writeln!(
+                        md,
+                        "\nchat/plain (engine-chat/engine, the chat layer's cost): deliveries/s {}, \
+                         p50 {}, p99 {} (lower is better for latency).",
+                        ratio(p.deliveries, e.deliveries),
+                        ratio(p.p50, e.p50),
+                        ratio(p.p99, e.p99)
+                    );
+                    continue;
+                }
                 let _ = writeln!(
                     md,
                     "\nours/{}: deliveries/s {}, p99 {} (lower is better for p99).",
@@ -733,12 +832,12 @@ fn goals(scenarios: &[Scenario], kinds: &[Kind], rows: &[(&str, Vec<Cell>)]) -> 
         s += "The engine was not measured.\n";
         return s;
     };
-    for sc in scenarios.iter().filter(|s| s.rate.is_none()) {
+    for sc in scenarios.iter().filter(|s| s.rate.is_none() && !s.chat) {
         if let Some(cells) = find(sc.name) {
             let best_peer = kinds
                 .iter()
                 .enumerate()
-                .filter(|(_, k)| **k != Kind::Engine)
+                .filter(|(_, k)| k.is_peer())
                 .map(|(i, _)| cells[i].deliveries)
                 .filter(|v| !v.is_nan())
                 .fold(f64::NAN, f64::max);
@@ -808,5 +907,47 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), all.len());
+    }
+
+    #[test]
+    fn chat_scenarios_run_plain_and_chat_on_the_engine_only() {
+        let all = scenarios();
+        let chat: Vec<&Scenario> = all.iter().filter(|s| s.chat).collect();
+        assert!(!chat.is_empty());
+        for sc in &chat {
+            assert!(sc.name.starts_with("chat-"), "{}", sc.name);
+            // The shape exists as a plain scenario too, or at least is a valid run.
+            assert!(Config {
+                chat: true,
+                users: sc.users,
+                rooms: Some(sc.rooms),
+                publishers: Some(sc.publishers),
+                payload: sc.payload,
+                ..Config::default()
+            }
+            .resolve()
+            .is_ok());
+        }
+        let asked = [Kind::Engine, Kind::Nats, Kind::Redis];
+        let kinds = table_kinds(&asked, &all);
+        assert_eq!(
+            kinds,
+            [Kind::Engine, Kind::Nats, Kind::Redis, Kind::EngineChat]
+        );
+        let ran = |sc: &Scenario| -> Vec<Kind> {
+            kinds
+                .iter()
+                .copied()
+                .filter(|k| runs_on(sc, *k, &asked))
+                .collect()
+        };
+        assert_eq!(ran(chat[0]), [Kind::Engine, Kind::EngineChat]);
+        let plain = all.iter().find(|s| !s.chat).unwrap();
+        assert_eq!(ran(plain), asked);
+        // Without chat scenarios, engine-chat runs only when asked for.
+        let plain_only: Vec<Scenario> = all.iter().filter(|s| !s.chat).cloned().collect();
+        assert_eq!(table_kinds(&asked, &plain_only), asked);
+        let with_chat = [Kind::Engine, Kind::EngineChat];
+        assert!(runs_on(plain, Kind::EngineChat, &with_chat));
     }
 }

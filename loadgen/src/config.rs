@@ -27,6 +27,9 @@ pub enum Protocol {
 /// protocols get the same shape); publisher `p` publishes to room `p % rooms`. Every message
 /// is therefore delivered to every member of its room, the publisher's own subscription
 /// included.
+///
+/// With `chat` the rooms are rooms of the engine's chat layer instead of plain subjects
+/// (see [`crate::chat`]); the shape is the same.
 #[derive(Debug, Clone, Serialize, clap::Args)]
 pub struct Config {
     /// Server URL: nats://host:port or redis://host:port
@@ -41,6 +44,12 @@ pub struct Config {
     /// Subscribing users (one connection each).
     #[arg(long, default_value_t = 10_000)]
     pub users: usize,
+
+    /// Rooms of the engine's chat layer instead of plain subjects (NATS only): every
+    /// connection CONNECTs as user `u<id>` with headers, the rooms `lg<r>` are created and
+    /// joined through `$CHAT.API`, and messages go to `$CHAT.MSG.lg<r>`.
+    #[arg(long)]
+    pub chat: bool,
 
     /// Rooms the users are spread over evenly [default: one per 100 users].
     #[arg(long)]
@@ -116,6 +125,7 @@ impl Default for Config {
             url: None,
             protocol: Protocol::Nats,
             users: 10_000,
+            chat: false,
             rooms: None,
             publishers: None,
             rate: 1000.0,
@@ -147,6 +157,9 @@ pub struct Resolved {
     pub protocol: Protocol,
     /// Subscribing users.
     pub users: usize,
+    /// Rooms of the engine's chat layer (`$CHAT.MSG.lg<r>`, users `u<id>`) instead of plain
+    /// subjects (`room.<r>`).
+    pub chat: bool,
     /// Rooms.
     pub rooms: usize,
     /// Publishing users.
@@ -185,6 +198,16 @@ impl Config {
         let bad = |m: String| Err(Error::Config(m));
         if self.users == 0 {
             return bad("--users must be at least 1".into());
+        }
+        if self.chat && self.protocol != Protocol::Nats {
+            return bad(
+                "--chat needs --protocol nats: the chat rooms are the engine's, reached through \
+                 the NATS protocol (Redis has no chat layer)"
+                    .into(),
+            );
+        }
+        if self.users > u32::MAX as usize {
+            return bad(format!("--users must be at most {}", u32::MAX));
         }
         let rooms = self.rooms.unwrap_or((self.users / 100).max(1));
         if rooms == 0 || rooms > self.users {
@@ -265,6 +288,7 @@ impl Config {
             addr,
             protocol: self.protocol,
             users: self.users,
+            chat: self.chat,
             rooms,
             publishers,
             rate: (!self.max).then_some(self.rate),
@@ -283,7 +307,19 @@ impl Config {
     }
 }
 
-/// The subject (NATS) or channel (Redis) of a room.
+impl Resolved {
+    /// The subject (NATS) or channel (Redis) a room's messages are published to: a plain
+    /// subject, or the room's chat subject with `chat`.
+    pub fn room_subject(&self, room: usize) -> String {
+        if self.chat {
+            crate::chat::room_subject(room)
+        } else {
+            room_subject(room)
+        }
+    }
+}
+
+/// The plain subject (NATS) or channel (Redis) of a room.
 pub fn room_subject(room: usize) -> String {
     format!("room.{room}")
 }
@@ -331,5 +367,30 @@ mod tests {
         let r = c.resolve().unwrap();
         assert_eq!(r.room_sizes, vec![4, 3, 3]);
         assert_eq!(r.mean_fanout, 4.0);
+        assert!(!r.chat);
+        assert_eq!(r.room_subject(2), "room.2");
+    }
+
+    #[test]
+    fn chat_is_nats_only() {
+        let c = Config {
+            chat: true,
+            url: Some("redis://127.0.0.1:1".into()),
+            protocol: Protocol::Redis,
+            ..Config::default()
+        };
+        let e = c.resolve().unwrap_err().to_string();
+        assert!(e.contains("--chat needs --protocol nats"), "{e}");
+        let c = Config {
+            chat: true,
+            users: 10,
+            rooms: Some(2),
+            ..Config::default()
+        };
+        let r = c.resolve().unwrap();
+        assert!(r.chat);
+        assert_eq!(r.room_subject(1), "$CHAT.MSG.lg1");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json.get("chat"), Some(&serde_json::Value::Bool(true)));
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //! - [`config`]: the scenario (the `loadgen run` flags) and its resolution.
+//! - [`chat`]: the chat scenario (`--chat`): names, requests, room creation, reply checks.
 //! - [`schedule`]: the open-loop schedule and the closed-loop in-flight window.
 //! - [`payload`]: the stamp at the front of every payload.
 //! - [`seq`]: sequence-gap accounting per (publisher, subscriber).
@@ -26,6 +27,7 @@
 //! actual send time in open-loop mode, and has no unsafe code.
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod compare;
 pub mod config;
 pub mod limits;
@@ -66,6 +68,9 @@ pub enum Error {
     /// Connections could not be opened or confirmed.
     #[error("connecting: {0}")]
     Connect(String),
+    /// The chat rooms could not be set up (`--chat`).
+    #[error("chat setup: {0}")]
+    Chat(String),
     /// A load-generator thread stopped unexpectedly.
     #[error("a load-generator thread stopped: {0}")]
     Thread(String),
@@ -92,9 +97,10 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         .clone()
         .unwrap_or_else(|| default_label(&resolved));
     say(format!(
-        "loadgen {label}: {} users, {} rooms, {} publishers, {} -> {}; threads {}",
+        "loadgen {label}: {} users, {} {}rooms, {} publishers, {} -> {}; threads {}",
         resolved.users,
         resolved.rooms,
+        if resolved.chat { "chat " } else { "" },
         resolved.publishers,
         match resolved.rate {
             Some(r) => format!("{r} publishes/s offered"),
@@ -103,6 +109,19 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         resolved.url,
         resolved.threads_note
     ));
+
+    // Chat rooms exist before anyone joins them: every room is created (and answered)
+    // before the first connection of the run opens.
+    let chat_setup = if resolved.chat {
+        let setup = chat::create_rooms(resolved.addr, resolved.rooms)?;
+        say(format!(
+            "  chat rooms   {} created, {} already existed ({:.2} s)",
+            setup.rooms_created, setup.rooms_existed, setup.create_secs
+        ));
+        Some(setup)
+    } else {
+        None
+    };
 
     // Spread connections over threads round-robin.
     let threads = resolved.threads;
@@ -142,7 +161,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     coordinator.stop();
     let mut outcome = outcome?;
     outcome.started = format!("{date}T{}:{}:{}Z", &time[0..2], &time[2..4], &time[4..6]);
-    let report = build_report(config, &resolved, label, outcome);
+    let report = build_report(config, &resolved, label, outcome, chat_setup);
     if !config.no_save {
         let path = report.write_json(&config.out)?;
         say(format!("  wrote        {}", path.display()));
@@ -157,8 +176,14 @@ fn default_label(r: &config::Resolved) -> String {
         None => "max".to_string(),
     };
     format!(
-        "{:?}-{}u-{}r-{}p-{}-{}B",
-        r.protocol, r.users, r.rooms, r.publishers, load, r.payload
+        "{:?}{}-{}u-{}r-{}p-{}-{}B",
+        r.protocol,
+        if r.chat { "-chat" } else { "" },
+        r.users,
+        r.rooms,
+        r.publishers,
+        load,
+        r.payload
     )
     .to_lowercase()
 }
@@ -439,7 +464,13 @@ fn cfg_server_sample(cfg: &config::Resolved) -> Option<sysinfo::ProcSample> {
     cfg.server_pid.and_then(sysinfo::sample)
 }
 
-fn build_report(config: &Config, r: &config::Resolved, label: String, o: Outcome) -> Report {
+fn build_report(
+    config: &Config,
+    r: &config::Resolved,
+    label: String,
+    o: Outcome,
+    chat_setup: Option<chat::ChatSetup>,
+) -> Report {
     let mut hist = new_histogram();
     let sum = |f: fn(&ThreadResult) -> u64| o.results.iter().map(f).sum::<u64>();
     let delivered = sum(|t| t.delivered_in_window);
@@ -487,6 +518,7 @@ fn build_report(config: &Config, r: &config::Resolved, label: String, o: Outcome
         machine: sysinfo::machine(),
         command_line,
         config: r.clone(),
+        chat_setup,
         connections: Connections {
             made: o.results.iter().map(|t| t.connections).sum(),
             subscribers: r.users,
@@ -535,6 +567,9 @@ pub fn equivalent_command(c: &Config) -> String {
         s += &format!(" --url {u}");
     }
     s += &format!(" --users {}", c.users);
+    if c.chat {
+        s += " --chat";
+    }
     if let Some(r) = c.rooms {
         s += &format!(" --rooms {r}");
     }

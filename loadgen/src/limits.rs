@@ -52,3 +52,8 @@ pub const DEFAULT_WINDOW_DELIVERIES: u64 = 65_536;
 
 /// Largest default window, in messages: enough pipelining to saturate a 1 -> 1 path.
 pub const MAX_DEFAULT_WINDOW_MESSAGES: u64 = 2048;
+
+/// Longest wait for the answer to a chat request (`room.create`) during setup, in seconds.
+/// A loopback server answers in well under a millisecond; this only bounds a server that
+/// never answers (no chat layer, or a peer that is not the engine).
+pub const CHAT_REPLY_TIMEOUT_SECS: u64 = 10;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::chat::ChatSetup;
 use crate::config::Resolved;
 use crate::stats::{LatencySummary, PercentileRow};
 use crate::sysinfo::{GitInfo, Machine};
@@ -29,8 +30,10 @@ pub struct Report {
     pub machine: Machine,
     /// The full command line that reproduces the run.
     pub command_line: String,
-    /// The scenario with every default filled in.
+    /// The scenario with every default filled in (`config.chat`: rooms of the chat layer).
     pub config: Resolved,
+    /// How the chat rooms were set up (`--chat` runs; `null` otherwise).
+    pub chat_setup: Option<ChatSetup>,
     /// Connections.
     pub connections: Connections,
     /// Publishing.
@@ -194,6 +197,7 @@ impl Report {
             "loadgen {} -> {} ({:?}): {} users in {} rooms, {} publishers, {} B payload",
             self.label, c.url, c.protocol, c.users, c.rooms, c.publishers, c.payload
         );
+        let _ = writeln!(s, "  scenario     {}", self.scenario());
         let _ = writeln!(s, "  threads      {}", c.threads_note);
         let _ = writeln!(
             s,
@@ -270,6 +274,23 @@ impl Report {
                 "  loadgen      CPU {:.0} %, RSS {:.1} MB",
                 lg.cpu_percent,
                 lg.rss_bytes as f64 / 1e6
+            );
+        }
+        s
+    }
+
+    /// One line on what the rooms were: plain subjects or rooms of the chat layer.
+    pub fn scenario(&self) -> String {
+        if !self.config.chat {
+            return "plain subjects room.<r>".to_string();
+        }
+        let mut s = "chat: rooms $CHAT.MSG.lg<r> of the chat layer, users u<id>, deliveries \
+                     stamped by the server (HMSG)"
+            .to_string();
+        if let Some(setup) = &self.chat_setup {
+            s += &format!(
+                "; {} rooms created, {} already existed",
+                setup.rooms_created, setup.rooms_existed
             );
         }
         s

@@ -4,7 +4,9 @@
 //!
 //! A thread goes through four phases, each ended by the coordinator:
 //! 1. connect: open its connections (a bounded number at a time) and confirm every one
-//!    (NATS: `SUB` + `PING`, answered by `PONG`; Redis: the `SUBSCRIBE` reply or `PONG`);
+//!    (NATS: `SUB` + `PING`, answered by `PONG`; Redis: the `SUBSCRIBE` reply or `PONG`;
+//!    chat: `SUB` + the `room.join` request, whose successful answer is followed by `PING`;
+//!    a NATS client speaks first, without waiting for INFO);
 //! 2. wait for the start time, answering server `PING`s;
 //! 3. publish on schedule and receive until the end time;
 //! 4. drain: keep receiving until every expected delivery arrived or nothing came for a while.
@@ -18,6 +20,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use net::proto::{self, Op, Parser, ParserLimits, Side};
 
+use crate::chat;
 use crate::config::{room_subject, Protocol, Resolved};
 use crate::limits::{
     DRAIN_QUIET_SECS, MAX_CONNECTING_PER_THREAD, MAX_PARTIAL_FRAME_BYTES,
@@ -216,8 +219,10 @@ struct Conn {
     out: Vec<u8>,
     out_pos: usize,
     dirty: bool,
-    /// NATS: CONNECT (and SUB, PING) sent in answer to the first INFO.
-    greeted: bool,
+    /// NATS: the server's INFO arrived.
+    info_seen: bool,
+    /// Chat: the `room.join` request is sent and its answer has not arrived yet.
+    joining: bool,
 }
 
 #[derive(Debug, Default)]
@@ -306,7 +311,7 @@ impl<'t> Worker<'t> {
         let mut publishers = Vec::new();
         for &id in &plan.publishers {
             publishers.push(conns.len());
-            let subject = room_subject(id as usize % rooms).into_bytes();
+            let subject = cfg.room_subject(id as usize % rooms).into_bytes();
             let role = Role::Pub {
                 id,
                 subject,
@@ -438,8 +443,9 @@ impl<'t> Worker<'t> {
             }
             if now > deadline {
                 return Err(Error::Connect(format!(
-                    "only {ready} of {total} connections confirmed after {} s",
-                    crate::limits::CONNECT_TIMEOUT_SECS
+                    "only {ready} of {total} connections confirmed after {} s ({})",
+                    crate::limits::CONNECT_TIMEOUT_SECS,
+                    self.unconfirmed()
                 )));
             }
             match cmds.try_recv() {
@@ -459,6 +465,34 @@ impl<'t> Worker<'t> {
                 )));
             }
         }
+    }
+
+    /// Where the unconfirmed connections are stuck, for the connect-timeout error.
+    fn unconfirmed(&self) -> String {
+        let (mut tcp, mut info, mut join, mut pong) = (0, 0, 0, 0);
+        for c in self
+            .conns
+            .iter()
+            .filter(|c| c.state == ConnState::Handshake)
+        {
+            if !c.connected {
+                tcp += 1;
+            } else if self.cfg.protocol == Protocol::Nats && !c.info_seen {
+                info += 1;
+            } else if c.joining {
+                join += 1;
+            } else {
+                pong += 1;
+            }
+        }
+        let mut s = format!("TCP connect pending: {tcp}");
+        if self.cfg.protocol == Protocol::Nats {
+            s += &format!(", no INFO: {info}");
+        }
+        if self.cfg.chat {
+            s += &format!(", room.join unanswered: {join}");
+        }
+        s + &format!(", confirmation unanswered: {pong}")
     }
 
     fn open(&mut self, i: usize) -> Result<(), Error> {
@@ -877,15 +911,21 @@ impl<'t> Worker<'t> {
         }
         let _ = stream.set_nodelay(true);
         conn.connected = true;
-        if self.cfg.protocol == Protocol::Redis {
+        match self.cfg.protocol {
             // Redis speaks only when spoken to: open with the confirming command.
-            match conn.role {
+            Protocol::Redis => match conn.role {
                 Role::Sub { room, .. } => {
                     let channel = room_subject(room);
                     resp::encode_command(&mut conn.out, &[b"SUBSCRIBE", channel.as_bytes()]);
                 }
                 Role::Pub { .. } => resp::encode_command(&mut conn.out, &[b"PING"]),
-            }
+            },
+            // NATS: speak first too, rather than wait for INFO (nothing sent depends on it).
+            // A connect that overflowed the server's listen queue can look established to
+            // us while the server holds nothing (a SYN cookie whose ACK was dropped): a
+            // client waiting for INFO would wait forever, but bytes sent now are
+            // retransmitted until the server accepts the connection.
+            Protocol::Nats => conn.greet(self.cfg.chat),
         }
         true
     }
@@ -954,6 +994,7 @@ impl<'t> Worker<'t> {
             tick_hist,
             times: *times,
             rooms: cfg.rooms,
+            chat: cfg.chat,
             now,
             acks: cfg.max.then_some(acks),
         };
@@ -1023,6 +1064,8 @@ struct Ctx<'a> {
     tick_hist: &'a mut Histogram<u64>,
     times: Times,
     rooms: usize,
+    /// Rooms of the chat layer (`--chat`).
+    chat: bool,
     now: u64,
     /// Closed loop only: where a publisher's own user notes what it received back.
     acks: Option<&'a mut Vec<(u32, u32)>>,
@@ -1041,7 +1084,8 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             dirty: false,
-            greeted: false,
+            info_seen: false,
+            joining: false,
         }
     }
 
@@ -1056,26 +1100,22 @@ impl Conn {
             Err(e) => return Err(format!("protocol error from the server: {e}")),
         };
         match op {
-            Op::Info(_) if !self.greeted => {
-                self.greeted = true;
-                let connect = proto::Connect {
-                    verbose: false,
-                    pedantic: false,
-                    echo: true,
-                    name: Some("loadgen".to_string()),
-                    lang: Some("rust".to_string()),
-                    version: Some(env!("CARGO_PKG_VERSION").to_string()),
-                    protocol: 1,
-                    ..proto::Connect::default()
-                };
-                proto::encode_connect(&mut self.out, &connect);
-                if let Role::Sub { room, .. } = self.role {
-                    proto::encode_sub(&mut self.out, room_subject(room).as_bytes(), None, b"1");
-                }
-                proto::encode_ping(&mut self.out);
-            }
+            Op::Info(_) => self.info_seen = true,
             Op::Ping => proto::encode_pong(&mut self.out),
             Op::Pong if self.state == ConnState::Handshake => self.state = ConnState::Ready,
+            Op::Msg(m) if ctx.chat => {
+                if m.sid == chat::ROOM_SID {
+                    // A room message through the chat layer carries the server's stamps; one
+                    // without them did not go through it.
+                    if m.headers.is_none() {
+                        ctx.counters.bad_payloads += 1;
+                        return Ok(Some(used));
+                    }
+                    self.handle_payload(m.payload, ctx);
+                } else if m.sid == chat::INBOX_SID && self.joining {
+                    self.handle_join_reply(m.payload)?;
+                }
+            }
             Op::Msg(m) => self.handle_payload(m.payload, ctx),
             Op::Err(text) => {
                 let text = String::from_utf8_lossy(text).to_string();
@@ -1090,6 +1130,78 @@ impl Conn {
             _ => {}
         }
         Ok(Some(used))
+    }
+
+    /// NATS: opens the session: CONNECT, a subscriber's SUB, and PING to confirm (chat:
+    /// see [`Conn::greet_chat`]).
+    fn greet(&mut self, chat: bool) {
+        if chat {
+            self.greet_chat();
+            return;
+        }
+        let connect = proto::Connect {
+            verbose: false,
+            pedantic: false,
+            echo: true,
+            name: Some("loadgen".to_string()),
+            lang: Some("rust".to_string()),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            protocol: 1,
+            ..proto::Connect::default()
+        };
+        proto::encode_connect(&mut self.out, &connect);
+        if let Role::Sub { room, .. } = self.role {
+            proto::encode_sub(&mut self.out, room_subject(room).as_bytes(), None, b"1");
+        }
+        proto::encode_ping(&mut self.out);
+    }
+
+    /// Chat: CONNECT as this connection's user; a subscriber also subscribes to its inbox
+    /// and its room and asks to join the room (confirmed once the join is answered), a
+    /// publisher confirms at once.
+    fn greet_chat(&mut self) {
+        match self.role {
+            Role::Sub { user, room, .. } => {
+                let inbox = chat::inbox(user);
+                proto::encode_connect(&mut self.out, &chat::connect(user));
+                proto::encode_sub(&mut self.out, inbox.as_bytes(), None, chat::INBOX_SID);
+                let subject = chat::room_subject(room);
+                proto::encode_sub(&mut self.out, subject.as_bytes(), None, chat::ROOM_SID);
+                proto::encode_pub(
+                    &mut self.out,
+                    chat::JOIN_SUBJECT,
+                    Some(inbox.as_bytes()),
+                    &chat::request_body(room),
+                );
+                self.joining = true;
+            }
+            Role::Pub { id, .. } => {
+                // The same user as the publishing user's subscriber: a member once that
+                // session has joined, which every thread confirms before publishing starts.
+                proto::encode_connect(&mut self.out, &chat::connect(id));
+                proto::encode_ping(&mut self.out);
+            }
+        }
+    }
+
+    /// Chat: the answer to this subscriber's `room.join`. On success the subscription is
+    /// confirmed with `PING`; a refusal fails the connection, and with it the run.
+    fn handle_join_reply(&mut self, body: &[u8]) -> Result<(), String> {
+        let Role::Sub { user, room, .. } = self.role else {
+            return Ok(());
+        };
+        self.joining = false;
+        match chat::check_reply(body, room) {
+            Ok(()) => {
+                proto::encode_ping(&mut self.out);
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "joining room {} as {} was refused: {e}",
+                chat::room_name(room),
+                chat::user_name(user)
+            )),
+        }
     }
 
     /// Handles one RESP frame from the front of `buf`.
@@ -1180,5 +1292,190 @@ impl Conn {
             c.bytes_in_window += payload.len() as u64;
             ctx.hist.saturating_record(latency);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` to `conn` as the server's bytes; returns the ops it queued in reply
+    /// (as the server would parse them) and clears its outbound buffer.
+    fn feed(conn: &mut Conn, ctx: &mut Ctx<'_>, input: &[u8]) -> Result<Vec<String>, String> {
+        let mut at = 0;
+        while at < input.len() {
+            match conn.handle_nats(&input[at..], ctx)? {
+                Some(used) => at += used,
+                None => return Err("incomplete input".to_string()),
+            }
+        }
+        let out = std::mem::take(&mut conn.out);
+        let mut parser = Parser::new(Side::Server, ParserLimits::default());
+        let mut ops = Vec::new();
+        let mut at = 0;
+        while let Ok(Some((op, used))) = parser.parse(&out[at..]) {
+            ops.push(match op {
+                Op::Connect(json) => format!("CONNECT {}", String::from_utf8_lossy(json)),
+                Op::Sub(s) => format!(
+                    "SUB {} {}",
+                    String::from_utf8_lossy(s.subject),
+                    String::from_utf8_lossy(s.sid)
+                ),
+                Op::Pub(p) => format!(
+                    "PUB {} {:?} {}",
+                    String::from_utf8_lossy(p.subject),
+                    p.reply.map(|r| String::from_utf8_lossy(r).into_owned()),
+                    String::from_utf8_lossy(p.payload)
+                ),
+                other => format!("{other:?}"),
+            });
+            at += used;
+        }
+        assert_eq!(at, out.len(), "every queued byte is a whole frame");
+        Ok(ops)
+    }
+
+    fn stamped(publisher: u32, seq: u32) -> Vec<u8> {
+        let mut payload = vec![b'x'; 32];
+        Stamp {
+            scheduled_ns: 5,
+            publisher,
+            seq,
+        }
+        .write(&mut payload);
+        payload
+    }
+
+    #[test]
+    fn chat_subscriber_joins_before_confirming_and_counts_hmsg() {
+        let mut counters = Counters::default();
+        let (mut hist, mut tick_hist) = (new_histogram(), new_histogram());
+        let mut ctx = Ctx {
+            counters: &mut counters,
+            hist: &mut hist,
+            tick_hist: &mut tick_hist,
+            times: Times {
+                start_ns: 0,
+                measure_ns: 0,
+                end_ns: 1_000,
+            },
+            rooms: 2,
+            chat: true,
+            now: 10,
+            acks: None,
+        };
+        // User 3 is in room 1, with the room's two publishers 1 and 3.
+        let pairs = vec![Pair::default(), Pair::default()];
+        let role = Role::Sub {
+            user: 3,
+            room: 1,
+            pairs,
+        };
+        let mut conn = Conn::new(Protocol::Nats, role);
+        conn.state = ConnState::Handshake;
+
+        conn.greet(true);
+        let ops = feed(&mut conn, &mut ctx, b"INFO {\"server_id\":\"x\"}\r\n").unwrap();
+        assert!(conn.info_seen);
+        assert_eq!(ops.len(), 4, "{ops:?}");
+        assert!(ops[0].contains(r#""user":"u3""#), "{ops:?}");
+        assert!(ops[0].contains(r#""headers":true"#), "{ops:?}");
+        assert_eq!(ops[1], "SUB _INBOX.loadgen.u3 2");
+        assert_eq!(ops[2], "SUB $CHAT.MSG.lg1 1");
+        assert_eq!(
+            ops[3],
+            r#"PUB $CHAT.API.room.join Some("_INBOX.loadgen.u3") {"room":"lg1"}"#
+        );
+        assert!(conn.joining);
+
+        // The join's answer: confirmed with PING, then PONG makes the connection ready.
+        let reply = br#"{"room":"lg1","seq":0,"members":2}"#;
+        let mut frame = Vec::new();
+        proto::encode_msg(&mut frame, b"_INBOX.loadgen.u3", b"2", None, reply);
+        let ops = feed(&mut conn, &mut ctx, &frame).unwrap();
+        assert_eq!(ops, ["Ping"]);
+        assert!(!conn.joining);
+        assert_eq!(conn.state, ConnState::Handshake);
+        feed(&mut conn, &mut ctx, b"PONG\r\n").unwrap();
+        assert_eq!(conn.state, ConnState::Ready);
+
+        // A stamped HMSG from publisher 3 counts; the same payload without headers did not
+        // go through the chat layer.
+        let headers = b"NATS/1.0\r\nChat-From: u3\r\nChat-Seq: 1\r\nChat-Time: 1\r\n\r\n";
+        let mut frame = Vec::new();
+        proto::encode_hmsg(
+            &mut frame,
+            b"$CHAT.MSG.lg1",
+            b"1",
+            None,
+            headers,
+            &stamped(3, 0),
+        );
+        proto::encode_msg(&mut frame, b"$CHAT.MSG.lg1", b"1", None, &stamped(3, 1));
+        feed(&mut conn, &mut ctx, &frame).unwrap();
+        assert_eq!(ctx.counters.delivered_in_window, 1);
+        assert_eq!(ctx.counters.bad_payloads, 1);
+    }
+
+    #[test]
+    fn chat_join_refusal_fails_the_connection() {
+        let mut counters = Counters::default();
+        let (mut hist, mut tick_hist) = (new_histogram(), new_histogram());
+        let mut ctx = Ctx {
+            counters: &mut counters,
+            hist: &mut hist,
+            tick_hist: &mut tick_hist,
+            times: Times::default(),
+            rooms: 1,
+            chat: true,
+            now: 0,
+            acks: None,
+        };
+        let role = Role::Sub {
+            user: 0,
+            room: 0,
+            pairs: vec![Pair::default()],
+        };
+        let mut conn = Conn::new(Protocol::Nats, role);
+        conn.state = ConnState::Handshake;
+        conn.greet(true);
+        feed(&mut conn, &mut ctx, b"INFO {}\r\n").unwrap();
+        let reply = br#"{"error":{"code":403,"description":"room lg0 is private"}}"#;
+        let mut frame = Vec::new();
+        proto::encode_msg(&mut frame, b"_INBOX.loadgen.u0", b"2", None, reply);
+        let err = feed(&mut conn, &mut ctx, &frame).unwrap_err();
+        assert_eq!(
+            err,
+            "joining room lg0 as u0 was refused: 403 room lg0 is private"
+        );
+    }
+
+    #[test]
+    fn chat_publisher_is_its_user_and_confirms_at_once() {
+        let mut counters = Counters::default();
+        let (mut hist, mut tick_hist) = (new_histogram(), new_histogram());
+        let mut ctx = Ctx {
+            counters: &mut counters,
+            hist: &mut hist,
+            tick_hist: &mut tick_hist,
+            times: Times::default(),
+            rooms: 1,
+            chat: true,
+            now: 0,
+            acks: None,
+        };
+        let role = Role::Pub {
+            id: 7,
+            subject: chat::room_subject(0).into_bytes(),
+            window: Window::new(1),
+            seq: 0,
+        };
+        let mut conn = Conn::new(Protocol::Nats, role);
+        conn.state = ConnState::Handshake;
+        conn.greet(true);
+        let ops = feed(&mut conn, &mut ctx, b"INFO {}\r\n").unwrap();
+        assert_eq!(ops.len(), 2, "{ops:?}");
+        assert!(ops[0].contains(r#""user":"u7""#), "{ops:?}");
+        assert_eq!(ops[1], "Ping");
     }
 }
