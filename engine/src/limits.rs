@@ -61,6 +61,11 @@ pub const MAX_IOVECS: usize = 64;
 /// Most workers: a subscriber set records its workers in a 64-bit mask.
 pub const MAX_WORKERS: usize = 64;
 
+/// Connections the kernel may queue before `accept` (the listen backlog; Linux caps it at
+/// `net.core.somaxconn`, 4096 by default). std's 128 overflows when thousands of clients
+/// connect at once, and an overflowed connect waits a second or more for a SYN retry.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
 /// Connections a server accepts at once (nats-server's default `max_connections`).
 pub const MAX_CONNECTIONS: usize = 65536;
 

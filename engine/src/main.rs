@@ -1,7 +1,5 @@
 //! The `engine` binary: parse flags, install logging, bind, run until SIGINT/SIGTERM.
 
-use std::net::TcpListener;
-
 use anyhow::Context;
 use clap::Parser;
 use engine::cli::{Cli, Command};
@@ -41,7 +39,7 @@ fn serve(args: &engine::cli::ServeArgs) -> anyhow::Result<()> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGUSR1]).context("installing signal handlers")?;
     let listener =
-        TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
+        engine::server::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let workers = config.workers;
     let handle = engine::server::spawn(listener, config).context("starting the server")?;
     info!(addr = %handle.local_addr(), workers, "listening for NATS clients");

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
 use mio::{Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::counters::{Counters, Snapshot};
@@ -21,6 +22,16 @@ use crate::park::Doorbell;
 use crate::ring;
 use crate::sublist::Sublist;
 use crate::worker::{Parts, Shared, Worker};
+
+/// Binds a listening socket on `addr` for [`spawn`], with address reuse and a listen backlog
+/// of [`limits::LISTEN_BACKLOG`] (std's `TcpListener::bind` uses 128).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(limits::LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
 
 /// A server running on background threads.
 #[derive(Debug)]
@@ -183,4 +194,30 @@ fn server_id() -> String {
         id.push(ALPHABET[(z & 31) as usize] as char);
     }
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    use super::*;
+
+    #[test]
+    fn bind_gives_a_listener_spawn_serves() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let server = spawn(
+            listener,
+            Config {
+                workers: 1,
+                ..Config::default()
+            },
+        )
+        .unwrap();
+        let mut c = TcpStream::connect(server.local_addr()).unwrap();
+        let mut info = [0u8; 5];
+        c.read_exact(&mut info).unwrap();
+        assert_eq!(&info, b"INFO ");
+        server.shutdown().unwrap();
+    }
 }
