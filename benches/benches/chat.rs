@@ -62,6 +62,9 @@ fn room() -> (Shard, Sublist<SubRef>) {
         rooms: 16,
         dms: 16,
         page_bytes: 1 << 20,
+        rooms_per_user: 16,
+        dms_per_user: 16,
+        memberships: 1 << 20,
     });
     let create = Op::Create {
         room: "r".into(),

@@ -109,9 +109,23 @@ pub const MAX_HISTORY_PAGE: usize = 1000;
 /// presence and cached subscriber sets, a room costs a few KiB before its history.
 pub const MAX_ROOMS: usize = 65_536;
 
-/// Direct conversations the whole server holds (split evenly between workers): an empty
-/// one costs about 200 bytes, so the cap bounds that overhead near 50 MiB.
-pub const MAX_DM_CONVERSATIONS: usize = 262_144;
+/// Direct conversations the whole server holds (split evenly between workers). One costs
+/// about 850 bytes before its history (measured: 270,000 took 230 MB), so the cap bounds
+/// that overhead near 55 MB. Conversations are never dropped (their sequence must go on).
+pub const MAX_DM_CONVERSATIONS: usize = 65_536;
+
+/// Rooms one user may have created and not closed (split evenly between workers), so that
+/// one user cannot take every room of the server.
+pub const MAX_ROOMS_PER_USER: usize = 1024;
+
+/// Direct conversations one user may start (split evenly between workers), so that one user
+/// cannot take every conversation of the server.
+pub const MAX_DMS_PER_USER: usize = 1024;
+
+/// Room memberships the whole server holds, over all rooms (split evenly between workers):
+/// `room.add` takes any name, so without it rooms times `MAX_ROOM_MEMBERS` would bound
+/// nothing in practice. A membership costs about 100 bytes (the name in two sets).
+pub const MAX_MEMBERSHIPS: usize = 1 << 20;
 
 /// Targets one `broadcast` may name.
 pub const MAX_BROADCAST_TARGETS: usize = 1024;

@@ -80,6 +80,12 @@ pub struct ShardLimits {
     pub dms: usize,
     /// Largest history page, in payload bytes (the server's `max_payload`).
     pub page_bytes: usize,
+    /// Rooms one user may have created (and not closed) on this shard.
+    pub rooms_per_user: u32,
+    /// Direct conversations one user may have started on this shard.
+    pub dms_per_user: u32,
+    /// Room memberships this shard holds, over all its rooms.
+    pub memberships: usize,
 }
 
 /// The chat state one worker owns.
@@ -94,13 +100,25 @@ pub struct Shard {
     /// Bytes in all windows.
     kept_bytes: u64,
     next_incarnation: u64,
+    /// Rooms created and direct conversations started, per user (for the per-user caps).
+    started: HashMap<Name, Started>,
+    /// Memberships over all rooms.
+    memberships: usize,
     scratch: Vec<Arc<SubSet<SubRef>>>,
     /// The header block being stamped (reused).
     headers: Vec<u8>,
 }
 
+#[derive(Default)]
+struct Started {
+    rooms: u32,
+    dms: u32,
+}
+
 struct Room {
     incarnation: u64,
+    /// Who created it (their per-user room count goes down when it closes).
+    creator: Name,
     private: bool,
     limit: Option<u32>,
     members: BTreeSet<Name>,
@@ -163,6 +181,8 @@ impl Shard {
             kept_len: 0,
             kept_bytes: 0,
             next_incarnation: 0,
+            started: HashMap::new(),
+            memberships: 0,
             scratch: Vec::new(),
             headers: Vec::new(),
         }
@@ -265,9 +285,22 @@ impl Shard {
         if self.rooms.len() >= self.limits.rooms {
             return Err(ChatError::new(429, "too many rooms"));
         }
+        if self.memberships >= self.limits.memberships {
+            return Err(too_many_memberships());
+        }
+        let started = self.started.entry(from.user.clone()).or_default();
+        if started.rooms >= self.limits.rooms_per_user {
+            return Err(ChatError::new(
+                429,
+                "too many rooms created by this user: close some first",
+            ));
+        }
+        started.rooms += 1;
+        self.memberships += 1;
         let incarnation = self.incarnation();
         let room = Room {
             incarnation,
+            creator: from.user.clone(),
             private,
             limit,
             members: BTreeSet::from([from.user.clone()]),
@@ -306,6 +339,10 @@ impl Shard {
                         ));
                     }
                     room.check_room_for_one(&name)?;
+                    if self.memberships >= self.limits.memberships {
+                        return Err(too_many_memberships());
+                    }
+                    self.memberships += 1;
                     room.members.insert(me.clone());
                     room.version += 1;
                 }
@@ -332,6 +369,7 @@ impl Shard {
                     ));
                 }
                 room.remove_member(me);
+                self.memberships -= 1;
                 let event = json!({"event": "leave", "room": &*name, "user": &**me,
                     "reason": "left"});
                 room.event(&event, scratch, ctx);
@@ -346,6 +384,10 @@ impl Shard {
                     ));
                 }
                 room.check_room_for_one(&name)?;
+                if self.memberships >= self.limits.memberships {
+                    return Err(too_many_memberships());
+                }
+                self.memberships += 1;
                 room.members.insert(user.clone());
                 room.version += 1;
                 Ok(json!({"room": &*name, "user": &*user}))
@@ -359,6 +401,7 @@ impl Shard {
                     return Err(ChatError::new(409, "the last admin cannot be removed"));
                 }
                 room.remove_member(&user);
+                self.memberships -= 1;
                 let event = json!({"event": "leave", "room": &*name, "user": &*user,
                     "reason": "kicked", "by": &**me});
                 room.event(&event, scratch, ctx);
@@ -409,6 +452,13 @@ impl Shard {
                 if let Some(room) = self.rooms.remove(&name) {
                     self.kept_len -= room.window.len();
                     self.kept_bytes -= room.window.bytes();
+                    self.memberships -= room.members.len();
+                    if let Some(s) = self.started.get_mut(&room.creator) {
+                        s.rooms -= 1;
+                        if s.rooms == 0 && s.dms == 0 {
+                            self.started.remove(&room.creator);
+                        }
+                    }
                 }
                 Ok(json!({"room": &*name}))
             }
@@ -565,6 +615,14 @@ impl Shard {
             if self.dms.len() >= self.limits.dms {
                 return Err(ChatError::new(429, "too many direct conversations"));
             }
+            let started = self.started.entry(from.user.clone()).or_default();
+            if started.dms >= self.limits.dms_per_user {
+                return Err(ChatError::new(
+                    429,
+                    "too many direct conversations started by this user",
+                ));
+            }
+            started.dms += 1;
             let incarnation = self.incarnation();
             self.dms.insert(
                 key.clone(),
@@ -874,6 +932,10 @@ fn require_admin(is_admin: bool, room: &Name) -> Result<(), ChatError> {
     }
 }
 
+fn too_many_memberships() -> ChatError {
+    ChatError::new(429, "too many room memberships on this server")
+}
+
 fn no_such_room(room: &Name) -> ChatError {
     ChatError::new(404, format!("no such room: {room}"))
 }
@@ -898,6 +960,9 @@ mod tests {
         rooms: 100,
         dms: 100,
         page_bytes: 1 << 20,
+        rooms_per_user: 100,
+        dms_per_user: 100,
+        memberships: 1000,
     };
 
     fn conn(slot: u32) -> ConnKey {
@@ -1173,6 +1238,58 @@ mod tests {
         let info = info.unwrap();
         assert_eq!(info["members"], json!(["u1", "u2"]));
         assert_eq!(info["admins"], json!(["u1"]));
+    }
+
+    #[test]
+    fn per_user_and_membership_caps_hold_and_free_on_close() {
+        let index = Sublist::new();
+        let mut shard = Shard::new(ShardLimits {
+            rooms_per_user: 2,
+            dms_per_user: 2,
+            memberships: 4,
+            ..LIMITS
+        });
+        let eve = who("eve", 1);
+        let create = |shard: &mut Shard, r: &str| {
+            let op = Op::Create {
+                room: room(r),
+                private: false,
+                limit: None,
+            };
+            run(shard, &index, &eve, op).0.err().map(|e| e.code)
+        };
+        assert_eq!(create(&mut shard, "a"), None);
+        assert_eq!(create(&mut shard, "b"), None);
+        assert_eq!(create(&mut shard, "c"), Some(429), "eve's third room");
+        let add = |shard: &mut Shard, u: &str| {
+            let op = Op::Add(room("a"), u.into());
+            run(shard, &index, &eve, op).0.err().map(|e| e.code)
+        };
+        assert_eq!(add(&mut shard, "x"), None);
+        assert_eq!(add(&mut shard, "y"), None);
+        assert_eq!(add(&mut shard, "z"), Some(429), "a fifth membership");
+        run(&mut shard, &index, &eve, Op::Close(room("a")))
+            .0
+            .unwrap();
+        assert_eq!(create(&mut shard, "c"), None, "closing frees both caps");
+        let dm = |shard: &mut Shard, u: &str| {
+            let op = Op::Publish(Conv::Dm(u.into()), msg("$CHAT.DM.x", None, "hi"));
+            run(shard, &index, &eve, op).0.err().map(|e| e.code)
+        };
+        assert_eq!(dm(&mut shard, "p"), None);
+        assert_eq!(dm(&mut shard, "q"), None);
+        assert_eq!(
+            dm(&mut shard, "p"),
+            None,
+            "an existing conversation goes on"
+        );
+        assert_eq!(dm(&mut shard, "r"), Some(429), "eve's third conversation");
+        let p = who("p", 2);
+        let op = Op::Publish(Conv::Dm("eve".into()), msg("$CHAT.DM.eve", None, "yo"));
+        assert!(
+            run(&mut shard, &index, &p, op).0.is_ok(),
+            "p answers in the same one"
+        );
     }
 
     #[test]
