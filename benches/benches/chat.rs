@@ -38,7 +38,6 @@ fn requester(i: u32) -> Requester {
         conn: conn(i),
         session: u64::from(i),
         user: format!("u{i}").into(),
-        echo: true,
     }
 }
 

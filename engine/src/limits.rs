@@ -127,6 +127,10 @@ pub const MAX_DMS_PER_USER: usize = 1024;
 /// nothing in practice. A membership costs about 100 bytes (the name in two sets).
 pub const MAX_MEMBERSHIPS: usize = 1 << 20;
 
+/// Rooms one session may join (`room.join`, counting refused attempts): the session
+/// remembers them to leave their presence when it closes.
+pub const MAX_JOINED_ROOMS_PER_SESSION: usize = 4096;
+
 /// Targets one `broadcast` may name.
 pub const MAX_BROADCAST_TARGETS: usize = 1024;
 

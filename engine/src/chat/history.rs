@@ -51,6 +51,8 @@ pub struct Window {
     entries: VecDeque<Entry>,
     last: u64,
     bytes: u64,
+    /// The last time stamped, so that time never goes back as the sequence goes up.
+    last_time_ms: u64,
 }
 
 /// One page of history, oldest or newest first as asked.
@@ -92,6 +94,13 @@ impl Window {
     pub fn next_seq(&mut self) -> u64 {
         self.last += 1;
         self.last
+    }
+
+    /// The time to stamp on the next message: `now_ms`, or the last one stamped if the
+    /// clock went back.
+    pub fn time(&mut self, now_ms: u64) -> u64 {
+        self.last_time_ms = self.last_time_ms.max(now_ms);
+        self.last_time_ms
     }
 
     /// Keeps `entry` (whose sequence is the last assigned); drops the oldest past `cap`

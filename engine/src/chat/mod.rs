@@ -138,8 +138,6 @@ pub struct Requester {
     pub session: u64,
     /// The session's user.
     pub user: Name,
-    /// Whether the session receives its own messages (CONNECT `echo`).
-    pub echo: bool,
 }
 
 /// Where the answer to a request goes.

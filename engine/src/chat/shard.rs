@@ -21,7 +21,7 @@
 //! [`crate::limits`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde_json::{json, Value};
 
@@ -142,7 +142,10 @@ struct Dm {
 }
 
 struct Cached {
-    sources: Vec<Arc<SubSet<SubRef>>>,
+    /// The index's sets the audience was built from. Weak: a cache must not keep old
+    /// versions of big sets (`>`) alive for a room that has gone quiet; a weak pointer
+    /// still keeps the address from being reused, so comparing addresses stays exact.
+    sources: Vec<Weak<SubSet<SubRef>>>,
     version: u64,
     sets: Option<Audience>,
 }
@@ -242,7 +245,7 @@ impl Shard {
     }
 
     /// A session has closed: it leaves the presence of `rooms` (those it joined here).
-    pub fn gone(
+    pub fn handle_gone(
         &mut self,
         conn: ConnKey,
         session: u64,
@@ -558,12 +561,13 @@ impl Shard {
             return Err(not_member(name));
         }
         let seq = room.window.next_seq();
+        let time_ms = room.window.time(ctx.now_ms);
         let stamped = Arc::new(stamp(
             &room.msg_subject,
             msg,
             &from.user,
             seq,
-            ctx.now_ms,
+            time_ms,
             &mut self.headers,
         ));
         let Room {
@@ -592,7 +596,7 @@ impl Shard {
         let entry = Entry {
             seq,
             from: from.user.clone(),
-            time_ms: ctx.now_ms,
+            time_ms,
             msg: stamped,
         };
         let before = (window.len(), window.bytes());
@@ -637,13 +641,14 @@ impl Shard {
             return Err(ChatError::new(429, "too many direct conversations"));
         };
         let seq = dm.window.next_seq();
+        let time_ms = dm.window.time(ctx.now_ms);
         let subject: Vec<u8> = Conv::Dm(peer.clone()).subject();
         let stamped = Arc::new(stamp(
             &subject,
             msg,
             &from.user,
             seq,
-            ctx.now_ms,
+            time_ms,
             &mut self.headers,
         ));
         let side = usize::from(**peer != *key.0);
@@ -664,7 +669,7 @@ impl Shard {
         let entry = Entry {
             seq,
             from: from.user.clone(),
-            time_ms: ctx.now_ms,
+            time_ms,
             msg: stamped,
         };
         let before = (dm.window.len(), dm.window.bytes());
@@ -803,7 +808,7 @@ fn audience(
             && c.sources
                 .iter()
                 .zip(scratch.iter())
-                .all(|(a, b)| Arc::ptr_eq(a, b));
+                .all(|(a, b)| std::ptr::eq(a.as_ptr(), Arc::as_ptr(b)));
         if same {
             scratch.clear();
             return c.sets.clone();
@@ -815,8 +820,10 @@ fn audience(
         .map(Arc::new)
         .collect();
     let sets = (!filtered.is_empty()).then(|| Audience::from(filtered));
+    let sources = scratch.iter().map(Arc::downgrade).collect();
+    scratch.clear();
     *cache = Some(Cached {
-        sources: std::mem::take(scratch),
+        sources,
         version,
         sets: sets.clone(),
     });
@@ -978,7 +985,6 @@ mod tests {
             conn: conn(slot),
             session: u64::from(slot),
             user: user.into(),
-            echo: true,
         }
     }
 
@@ -1164,9 +1170,9 @@ mod tests {
             index: &index,
             out: &mut out,
         };
-        shard.gone(conn(2), 2, &"bob".into(), &[room("r")], &mut ctx);
-        shard.gone(conn(3), 3, &"bob".into(), &[room("r")], &mut ctx);
-        shard.gone(conn(3), 3, &"bob".into(), &[room("r")], &mut ctx);
+        shard.handle_gone(conn(2), 2, &"bob".into(), &[room("r")], &mut ctx);
+        shard.handle_gone(conn(3), 3, &"bob".into(), &[room("r")], &mut ctx);
+        shard.handle_gone(conn(3), 3, &"bob".into(), &[room("r")], &mut ctx);
         let texts: Vec<String> = out
             .into_iter()
             .filter_map(|e| match e {

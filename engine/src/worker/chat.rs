@@ -56,11 +56,10 @@ impl Worker {
                 conn: c.key,
                 session: c.id,
                 user: user.clone(),
-                echo: c.opts.echo,
             },
             Identity::Anonymous => {
                 let e = ChatError::new(401, "chat needs a user: CONNECT with \"user\"");
-                return self.answer(origin.conn, to, Err(e));
+                return self.handle_answer(origin.conn, to, Err(e));
             }
             Identity::Invalid => {
                 let e = ChatError::bad(format!(
@@ -68,7 +67,7 @@ impl Worker {
                      A-Z a-z 0-9 _ -)",
                     limits::MAX_CHAT_NAME_BYTES
                 ));
-                return self.answer(origin.conn, to, Err(e));
+                return self.handle_answer(origin.conn, to, Err(e));
             }
         };
         let message = |conv: Conv| {
@@ -93,12 +92,12 @@ impl Worker {
         };
         let request = match parsed {
             Ok(r) => r,
-            Err(e) => return self.answer(origin.conn, to, Err(e)),
+            Err(e) => return self.handle_answer(origin.conn, to, Err(e)),
         };
         match request {
             Request::Whoami => {
                 let me = json!({"user": &*from.user, "session": from.session});
-                self.answer(origin.conn, to, Ok(me));
+                self.handle_answer(origin.conn, to, Ok(me));
             }
             Request::Op(Op::List) => {
                 let workers = self.shared.config.workers;
@@ -118,7 +117,17 @@ impl Worker {
                     return;
                 };
                 if let Op::Join(room) = &op {
-                    if let Some(c) = self.clients.at(slot) {
+                    // Noted before the owner answers, so that the `Gone` sent when the
+                    // session closes always follows the join on the same ring. Refused
+                    // joins stay noted too (the owner ignores them): hence the cap.
+                    let Some(c) = self.clients.at(slot) else {
+                        return;
+                    };
+                    if !c.chat_rooms.contains(room) {
+                        if c.chat_rooms.len() >= limits::MAX_JOINED_ROOMS_PER_SESSION {
+                            let e = ChatError::new(429, "too many rooms joined on this session");
+                            return self.handle_answer(origin.conn, to, Err(e));
+                        }
                         c.chat_rooms.insert(room.clone());
                     }
                 }
@@ -162,13 +171,13 @@ impl Worker {
     pub(super) fn handle_chat_envelope(&mut self, env: ChatEnvelope) {
         match env {
             ChatEnvelope::Request { from, op, to } => self.apply_chat(&from, op, to),
-            ChatEnvelope::Answer { conn, to, outcome } => self.answer(conn, to, outcome),
+            ChatEnvelope::Answer { conn, to, outcome } => self.handle_answer(conn, to, outcome),
             ChatEnvelope::Gone {
                 conn,
                 session,
                 user,
                 rooms,
-            } => self.apply_gone(conn, session, &user, &rooms),
+            } => self.handle_gone(conn, session, &user, &rooms),
         }
     }
 
@@ -201,7 +210,7 @@ impl Worker {
         self.effects = effects;
     }
 
-    fn apply_gone(&mut self, conn: ConnKey, session: u64, user: &Name, rooms: &[Name]) {
+    fn handle_gone(&mut self, conn: ConnKey, session: u64, user: &Name, rooms: &[Name]) {
         let mut effects = std::mem::take(&mut self.effects);
         {
             let mut ctx = Ctx {
@@ -209,7 +218,7 @@ impl Worker {
                 index: &self.shared.sublist,
                 out: &mut effects,
             };
-            self.chat.gone(conn, session, user, rooms, &mut ctx);
+            self.chat.handle_gone(conn, session, user, rooms, &mut ctx);
         }
         self.run_effects(&mut effects);
         self.effects = effects;
@@ -225,7 +234,7 @@ impl Worker {
                 Effect::Answer { conn, to, outcome } => {
                     let w = usize::from(conn.worker);
                     if w == self.id {
-                        self.answer(conn, to, outcome);
+                        self.handle_answer(conn, to, outcome);
                     } else {
                         let env = ChatEnvelope::Answer { conn, to, outcome };
                         self.send(w, Envelope::Chat(Box::new(env)));
@@ -236,7 +245,7 @@ impl Worker {
     }
 
     /// Delivers an answer to a connection of this worker.
-    fn answer(&mut self, conn: ConnKey, to: ReplyTo, outcome: Outcome) {
+    fn handle_answer(&mut self, conn: ConnKey, to: ReplyTo, outcome: Outcome) {
         match to {
             ReplyTo::Nobody => {}
             ReplyTo::Subject(reply) => {
@@ -262,7 +271,7 @@ impl Worker {
                     self.reply(slot, |w| proto::encode_err(w, &text));
                 }
             }
-            ReplyTo::Part { id, index } => self.gathered(id, index as usize, outcome),
+            ReplyTo::Part { id, index } => self.handle_part(id, index as usize, outcome),
         }
     }
 
@@ -307,7 +316,7 @@ impl Worker {
         let conn = c.key;
         if c.gathers >= limits::MAX_GATHERS_PER_CONN {
             let e = ChatError::new(429, "too many requests in flight on this connection");
-            self.answer(conn, to, Err(e));
+            self.handle_answer(conn, to, Err(e));
             return None;
         }
         c.gathers += 1;
@@ -330,7 +339,7 @@ impl Worker {
         Some(id)
     }
 
-    fn gathered(&mut self, id: u64, index: usize, outcome: Outcome) {
+    fn handle_part(&mut self, id: u64, index: usize, outcome: Outcome) {
         let Some(g) = self.gathers.get_mut(&id) else {
             return;
         };
@@ -405,7 +414,7 @@ impl Worker {
                 continue;
             }
             if w == self.id {
-                self.apply_gone(c.key, c.id, user, &rooms);
+                self.handle_gone(c.key, c.id, user, &rooms);
             } else {
                 let env = ChatEnvelope::Gone {
                     conn: c.key,
