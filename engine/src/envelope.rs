@@ -287,6 +287,9 @@ pub enum ChatEnvelope {
         to: ReplyTo,
         /// The result or the error.
         outcome: Outcome,
+        /// The answer's size as JSON, for the ring's byte budget (a history page or a
+        /// member list can be megabytes).
+        bytes: u64,
     },
     /// To an owner: a session closed; it leaves the presence of these rooms.
     Gone {
@@ -310,6 +313,7 @@ impl ChatEnvelope {
                 op: Op::Publish(_, msg),
                 ..
             } => msg.weight(),
+            ChatEnvelope::Answer { bytes, .. } => *bytes,
             _ => 256,
         }
     }

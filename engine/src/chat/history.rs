@@ -171,7 +171,7 @@ impl Window {
         let mut entries = Vec::with_capacity(available.min(q.limit));
         let mut bytes = 0usize;
         let mut pick = |e: &'_ Entry, entries: &mut Vec<&'_ Entry>| -> bool {
-            let n = e.msg.view().payload.len() + PAGE_ITEM_OVERHEAD_BYTES;
+            let n = encoded_len(e.msg.view().payload) + e.from.len() + PAGE_ITEM_OVERHEAD_BYTES;
             if entries.len() >= q.limit || (!entries.is_empty() && bytes + n > max_bytes) {
                 return false;
             }
@@ -201,8 +201,25 @@ impl Window {
 /// Bytes an entry costs beyond its message: the entry itself and its queue slots.
 const ENTRY_OVERHEAD_BYTES: u64 = 96;
 
-/// JSON bytes a page item adds beyond its payload (field names, numbers, the sender).
-const PAGE_ITEM_OVERHEAD_BYTES: usize = 160;
+/// JSON bytes a page item adds beyond its encoded payload and sender: field names, quotes
+/// and three numbers of at most 20 digits.
+const PAGE_ITEM_OVERHEAD_BYTES: usize = 120;
+
+/// The length of a payload as it appears in a page: a JSON string (escapes included) when
+/// it is UTF-8, its base64 otherwise.
+fn encoded_len(payload: &[u8]) -> usize {
+    match std::str::from_utf8(payload) {
+        Ok(text) => text
+            .bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                0..=0x1f => 6,
+                _ => 1,
+            })
+            .sum(),
+        Err(_) => payload.len().div_ceil(3) * 4,
+    }
+}
 
 /// Standard base64 with padding, for payloads that are not UTF-8.
 fn base64(data: &[u8]) -> String {
@@ -317,11 +334,28 @@ mod tests {
     #[test]
     fn pages_stop_at_the_byte_cap_but_never_empty() {
         let w = window(10, 100);
-        let item = 2 + PAGE_ITEM_OVERHEAD_BYTES;
+        let item = 2 + 1 + PAGE_ITEM_OVERHEAD_BYTES;
         let p = w.page(&q(Direction::Forward, None, 100), 3 * item).unwrap();
         assert_eq!((seqs(&p), p.more), (vec![1, 2, 3], true));
         let p = w.page(&q(Direction::Forward, None, 100), 1).unwrap();
         assert_eq!((seqs(&p), p.more), (vec![1], true));
+    }
+
+    #[test]
+    fn encoded_length_is_the_json_length() {
+        for payload in [
+            &b"plain"[..],
+            b"quote\" back\\slash",
+            b"\x01\x02 ctl \n\t",
+            "\u{e9}t\u{e9}".as_bytes(),
+            b"\xff\xfe not utf-8",
+        ] {
+            let json = match std::str::from_utf8(payload) {
+                Ok(t) => serde_json::to_string(t).unwrap().len() - 2,
+                Err(_) => base64(payload).len(),
+            };
+            assert_eq!(encoded_len(payload), json, "{payload:?}");
+        }
     }
 
     #[test]

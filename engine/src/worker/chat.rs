@@ -171,7 +171,9 @@ impl Worker {
     pub(super) fn handle_chat_envelope(&mut self, env: ChatEnvelope) {
         match env {
             ChatEnvelope::Request { from, op, to } => self.apply_chat(&from, op, to),
-            ChatEnvelope::Answer { conn, to, outcome } => self.handle_answer(conn, to, outcome),
+            ChatEnvelope::Answer {
+                conn, to, outcome, ..
+            } => self.handle_answer(conn, to, outcome),
             ChatEnvelope::Gone {
                 conn,
                 session,
@@ -236,7 +238,16 @@ impl Worker {
                     if w == self.id {
                         self.handle_answer(conn, to, outcome);
                     } else {
-                        let env = ChatEnvelope::Answer { conn, to, outcome };
+                        let bytes = match &outcome {
+                            Ok(v) => json_len(v),
+                            Err(e) => e.description.len() as u64,
+                        };
+                        let env = ChatEnvelope::Answer {
+                            conn,
+                            to,
+                            outcome,
+                            bytes,
+                        };
                         self.send(w, Envelope::Chat(Box::new(env)));
                     }
                 }
@@ -426,6 +437,24 @@ impl Worker {
             }
         }
     }
+}
+
+/// The length of `v` as JSON, counted without building it.
+fn json_len(v: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing a Value into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
 }
 
 /// Server time for stamps, in milliseconds since the Unix epoch.
