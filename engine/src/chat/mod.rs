@@ -154,7 +154,20 @@ pub enum ReplyTo {
         /// The part's position in the answer.
         index: u32,
     },
-    /// A message published without a reply subject: if refused, the publisher gets
-    /// `-ERR 'Permissions Violation for Publish to "<subject>"'`.
-    ErrFor(Box<[u8]>),
+    /// A message published without a reply subject: nothing if accepted; if refused, the
+    /// owner names the subject ([`ReplyTo::Refused`]). The subject is not carried along,
+    /// so that an accepted message (the common case) costs no copy of it.
+    ErrOnly,
+    /// The publisher gets `-ERR 'Permissions Violation for Publish to "<subject>"'`.
+    Refused(Box<[u8]>),
+}
+
+impl ReplyTo {
+    /// Where an error goes: [`ReplyTo::ErrOnly`] becomes a refusal naming `subject`.
+    pub fn for_error(self, subject: impl FnOnce() -> Box<[u8]>) -> ReplyTo {
+        match self {
+            ReplyTo::ErrOnly => ReplyTo::Refused(subject()),
+            to => to,
+        }
+    }
 }

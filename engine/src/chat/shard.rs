@@ -217,12 +217,20 @@ impl Shard {
                 // The acknowledgement is built only for a requester that will read it: most
                 // messages are published without a reply subject.
                 match (&to, seq) {
-                    (ReplyTo::Nobody | ReplyTo::ErrFor(_), Ok(_)) => return,
+                    (ReplyTo::Nobody | ReplyTo::ErrOnly, Ok(_)) => return,
                     (_, Ok(seq)) => Ok(match &conv {
                         Conv::Room(room) => json!({"room": &**room, "seq": seq}),
                         Conv::Dm(peer) => json!({"user": &**peer, "seq": seq}),
                     }),
-                    (_, Err(e)) => Err(e),
+                    (_, Err(e)) => {
+                        let to = to.for_error(|| conv.subject().into());
+                        ctx.out.push(Effect::Answer {
+                            conn: from.conn,
+                            to,
+                            outcome: Err(e),
+                        });
+                        return;
+                    }
                 }
             }
             Op::History(conv, q) => self.history(from, &conv, &q),
@@ -235,7 +243,7 @@ impl Shard {
             op => self.room_op(from, op, ctx),
         };
         match (&to, &outcome) {
-            (ReplyTo::Nobody, _) | (ReplyTo::ErrFor(_), Ok(_)) => {}
+            (ReplyTo::Nobody, _) | (ReplyTo::ErrOnly, Ok(_)) => {}
             _ => ctx.out.push(Effect::Answer {
                 conn: from.conn,
                 to,

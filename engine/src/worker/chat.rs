@@ -49,8 +49,10 @@ impl Worker {
         let to = match (p.reply, target) {
             (Some(r), _) => ReplyTo::Subject(r.into()),
             (None, Target::Api(_)) => ReplyTo::Nobody,
-            (None, _) => ReplyTo::ErrFor(p.subject.into()),
+            (None, _) => ReplyTo::ErrOnly,
         };
+        // Refused here: a message's -ERR names the subject as published.
+        let refuse = |to: ReplyTo| to.for_error(|| p.subject.into());
         let from = match &c.identity {
             Identity::User(user) => Requester {
                 conn: c.key,
@@ -59,7 +61,7 @@ impl Worker {
             },
             Identity::Anonymous => {
                 let e = ChatError::new(401, "chat needs a user: CONNECT with \"user\"");
-                return self.handle_answer(origin.conn, to, Err(e));
+                return self.handle_answer(origin.conn, refuse(to), Err(e));
             }
             Identity::Invalid => {
                 let e = ChatError::bad(format!(
@@ -67,7 +69,7 @@ impl Worker {
                      A-Z a-z 0-9 _ -)",
                     limits::MAX_CHAT_NAME_BYTES
                 ));
-                return self.handle_answer(origin.conn, to, Err(e));
+                return self.handle_answer(origin.conn, refuse(to), Err(e));
             }
         };
         let message = |conv: Conv| {
@@ -92,7 +94,7 @@ impl Worker {
         };
         let request = match parsed {
             Ok(r) => r,
-            Err(e) => return self.handle_answer(origin.conn, to, Err(e)),
+            Err(e) => return self.handle_answer(origin.conn, refuse(to), Err(e)),
         };
         match request {
             Request::Whoami => {
@@ -266,7 +268,8 @@ impl Worker {
                 };
                 self.deliver_reply(conn, &reply, body.as_bytes());
             }
-            ReplyTo::ErrFor(subject) => {
+            ReplyTo::ErrOnly => {}
+            ReplyTo::Refused(subject) => {
                 if outcome.is_err() {
                     let Some(c) = self.clients.get_mut(conn) else {
                         return;
