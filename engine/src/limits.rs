@@ -131,6 +131,14 @@ pub const MAX_MEMBERSHIPS: usize = 1 << 20;
 /// remembers them to leave their presence when it closes.
 pub const MAX_JOINED_ROOMS_PER_SESSION: usize = 4096;
 
+/// Bytes a kept history message counts beyond its message: the entry itself and its slots
+/// in the window and in the shard's queue of what was kept.
+pub const HISTORY_ENTRY_OVERHEAD_BYTES: u64 = 96;
+
+/// JSON bytes a history page item adds beyond its encoded payload and sender: field names,
+/// quotes and three numbers of at most 20 digits (used to stop a page before `max_payload`).
+pub const HISTORY_PAGE_ITEM_OVERHEAD_BYTES: usize = 120;
+
 /// Targets one `broadcast` may name.
 pub const MAX_BROADCAST_TARGETS: usize = 1024;
 

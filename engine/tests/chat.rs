@@ -703,6 +703,66 @@ async fn members_see_one_order_under_concurrent_publishers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_well_formed_client_headers_pass_the_stamp() {
+    let server = start(Config::default());
+    let mut raw = raw_connect(&server).await;
+    // One member, publishing headers some client parsers would read as a forged sender: a
+    // lone CR inside a line, a folded line, a line without a name.
+    let hdr = b"NATS/1.0\r\nX-Ok: 1\r\nX: a\rChat-From: mallory\r\n Chat-Seq: 9\r\nnoname\r\n\r\n";
+    let mut ops = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\
+        \"user\":\"bob\"}\r\nSUB _INBOX.b 1\r\nSUB $CHAT.MSG.h 2\r\n\
+        PUB $CHAT.API.room.create _INBOX.b 12\r\n{\"room\":\"h\"}\r\n"
+        .to_vec();
+    ops.extend_from_slice(
+        format!("HPUB $CHAT.MSG.h {} {}\r\n", hdr.len(), hdr.len() + 2).as_bytes(),
+    );
+    ops.extend_from_slice(hdr);
+    ops.extend_from_slice(b"hi\r\n");
+    raw.write_all(&ops).await.unwrap();
+    let created = read_line(&mut raw).await;
+    assert!(created.starts_with(b"MSG _INBOX.b 1 "), "{created:?}");
+    read_line(&mut raw).await;
+    let head = String::from_utf8(read_line(&mut raw).await).unwrap();
+    let parts: Vec<&str> = head.split_whitespace().collect();
+    assert_eq!(parts[..3], ["HMSG", "$CHAT.MSG.h", "2"], "{head}");
+    let hdr_len: usize = parts[3].parse().unwrap();
+    let mut block = vec![0u8; hdr_len + 2 + 2];
+    timeout(WAIT, raw.read_exact(&mut block))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(block).unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines[0], "NATS/1.0");
+    assert_eq!(lines[1], "Chat-From: bob");
+    assert_eq!(lines[2], "Chat-Seq: 1");
+    assert!(lines[3].starts_with("Chat-Time: "), "{text:?}");
+    assert_eq!(lines[4..], ["X-Ok: 1", "", "hi", ""], "{text:?}");
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_joins_at_most_4096_rooms() {
+    let server = start(Config::default());
+    let alice = session(&server, "alice").await;
+    // Refused joins count too: the session remembers every room it tried, to leave their
+    // presence when it closes.
+    for i in 0..4096 {
+        let code = fails(&alice, "room.join", json!({"room": format!("none{i}")})).await;
+        assert_eq!(code, 404);
+    }
+    assert_eq!(
+        fails(&alice, "room.join", json!({"room": "one-more"})).await,
+        429
+    );
+    assert_eq!(
+        fails(&alice, "room.join", json!({"room": "none7"})).await,
+        404
+    );
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_without_headers_get_plain_msg() {
     let server = start(Config::default());
     let alice = session(&server, "alice").await;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::request::{Direction, HistoryQuery};
 use super::{ChatError, Name};
 use crate::envelope::Msg;
+use crate::limits;
 
 /// One kept message.
 #[derive(Debug, Clone)]
@@ -30,7 +31,7 @@ pub struct Entry {
 impl Entry {
     /// Bytes this entry counts against the history budget.
     pub fn weight(&self) -> u64 {
-        self.msg.weight() + self.from.len() as u64 + ENTRY_OVERHEAD_BYTES
+        self.msg.weight() + self.from.len() as u64 + limits::HISTORY_ENTRY_OVERHEAD_BYTES
     }
 
     /// The entry as a history result item.
@@ -171,7 +172,9 @@ impl Window {
         let mut entries = Vec::with_capacity(available.min(q.limit));
         let mut bytes = 0usize;
         let mut pick = |e: &'_ Entry, entries: &mut Vec<&'_ Entry>| -> bool {
-            let n = encoded_len(e.msg.view().payload) + e.from.len() + PAGE_ITEM_OVERHEAD_BYTES;
+            let n = encoded_len(e.msg.view().payload)
+                + e.from.len()
+                + limits::HISTORY_PAGE_ITEM_OVERHEAD_BYTES;
             if entries.len() >= q.limit || (!entries.is_empty() && bytes + n > max_bytes) {
                 return false;
             }
@@ -197,13 +200,6 @@ impl Window {
         Ok(Page { entries, more })
     }
 }
-
-/// Bytes an entry costs beyond its message: the entry itself and its queue slots.
-const ENTRY_OVERHEAD_BYTES: u64 = 96;
-
-/// JSON bytes a page item adds beyond its encoded payload and sender: field names, quotes
-/// and three numbers of at most 20 digits.
-const PAGE_ITEM_OVERHEAD_BYTES: usize = 120;
 
 /// The length of a payload as it appears in a page: a JSON string (escapes included) when
 /// it is UTF-8, its base64 otherwise.
@@ -334,7 +330,7 @@ mod tests {
     #[test]
     fn pages_stop_at_the_byte_cap_but_never_empty() {
         let w = window(10, 100);
-        let item = 2 + 1 + PAGE_ITEM_OVERHEAD_BYTES;
+        let item = 2 + 1 + limits::HISTORY_PAGE_ITEM_OVERHEAD_BYTES;
         let p = w.page(&q(Direction::Forward, None, 100), 3 * item).unwrap();
         assert_eq!((seqs(&p), p.more), (vec![1, 2, 3], true));
         let p = w.page(&q(Direction::Forward, None, 100), 1).unwrap();
