@@ -138,25 +138,19 @@ impl Window {
                 let start = match q.cursor {
                     None => 0,
                     Some(after) if after > self.last => {
-                        return Err(ChatError::new(
-                            410,
-                            format!(
-                                "sequence {after} is past the last one ({}): the conversation \
+                        return Err(ChatError::Gone(format!(
+                            "sequence {after} is past the last one ({}): the conversation \
                                  was closed and created again",
-                                self.last
-                            ),
-                        ))
+                            self.last
+                        )))
                     }
                     Some(after) if after == self.last => self.entries.len(),
                     Some(after) if after + 1 < oldest => {
-                        return Err(ChatError::new(
-                            410,
-                            format!(
-                                "history no longer reaches back to sequence {} (oldest kept: {})",
-                                after + 1,
-                                oldest
-                            ),
-                        ))
+                        return Err(ChatError::Gone(format!(
+                            "history no longer reaches back to sequence {} (oldest kept: {})",
+                            after + 1,
+                            oldest
+                        )))
                     }
                     Some(after) => (after + 1 - oldest) as usize,
                 };
@@ -300,7 +294,7 @@ mod tests {
             .unwrap();
         assert_eq!((seqs(&p), p.more), (vec![], false));
         let past = w.page(&q(Direction::Forward, Some(11), 4), 1 << 20);
-        assert_eq!(past.unwrap_err().code, 410);
+        assert_eq!(past.unwrap_err().code(), 410);
         let p = w.page(&q(Direction::Backward, None, 4), 1 << 20).unwrap();
         assert_eq!((seqs(&p), p.more), (vec![10, 9, 8, 7], true));
         let p = w
@@ -316,7 +310,7 @@ mod tests {
         assert_eq!(
             w.page(&q(Direction::Forward, Some(4), 100), 1 << 20)
                 .unwrap_err()
-                .code,
+                .code(),
             410
         );
         let p = w

@@ -96,33 +96,67 @@ pub fn owner_of_dm(a: &str, b: &str, workers: usize) -> usize {
     subject::owner(&key, workers)
 }
 
-/// A refused chat operation: a code from the table in docs/chat.md and a description.
+/// A refused chat operation, by the codes of docs/chat.md. The refusals a published message
+/// can meet on the hot path (no user, not a member, no such room) carry names, not text:
+/// nothing is formatted unless the error is sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {description}")]
-pub struct ChatError {
-    /// 400, 401, 403, 404, 409, 410 or 429 (docs/chat.md).
-    pub code: u16,
-    /// What went wrong, for people.
-    pub description: String,
+pub enum ChatError {
+    /// 400: the request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: the connection has no user.
+    #[error("chat needs a user: CONNECT with \"user\"")]
+    NoUser,
+    /// 403: the requester is not a member of this room.
+    #[error("not a member of {0}")]
+    NotMember(Name),
+    /// 403: anything else not allowed (not an admin, a private room, a forbidden subject).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such room.
+    #[error("no such room: {0}")]
+    NoSuchRoom(Name),
+    /// 404: the named user is not a member.
+    #[error("{user} is not a member of {room}")]
+    UserNotMember {
+        /// The user named.
+        user: Name,
+        /// The room.
+        room: Name,
+    },
+    /// 409: the room exists, is full, the last admin cannot go, …
+    #[error("{0}")]
+    Conflict(String),
+    /// 410: the history window or epoch no longer reaches the cursor.
+    #[error("{0}")]
+    Gone(String),
+    /// 429: a cap was reached.
+    #[error("{0}")]
+    TooMany(&'static str),
 }
 
 impl ChatError {
-    /// A `code` error.
-    pub fn new(code: u16, description: impl Into<String>) -> ChatError {
-        ChatError {
-            code,
-            description: description.into(),
-        }
-    }
-
     /// 400: the request is malformed.
     pub fn bad(description: impl Into<String>) -> ChatError {
-        ChatError::new(400, description)
+        ChatError::BadRequest(description.into())
+    }
+
+    /// The code of docs/chat.md's table.
+    pub fn code(&self) -> u16 {
+        match self {
+            ChatError::BadRequest(_) => 400,
+            ChatError::NoUser => 401,
+            ChatError::NotMember(_) | ChatError::Forbidden(_) => 403,
+            ChatError::NoSuchRoom(_) | ChatError::UserNotMember { .. } => 404,
+            ChatError::Conflict(_) => 409,
+            ChatError::Gone(_) => 410,
+            ChatError::TooMany(_) => 429,
+        }
     }
 
     /// The error as its JSON reply object.
     pub fn to_json(&self) -> Value {
-        json!({"error": {"code": self.code, "description": self.description}})
+        json!({"error": {"code": self.code(), "description": self.to_string()}})
     }
 }
 

@@ -371,9 +371,9 @@ mod tests {
             b"{",
         ] {
             let e = parse(b"room.join", body).unwrap_err();
-            assert_eq!(e.code, 400, "{}", String::from_utf8_lossy(body));
+            assert_eq!(e.code(), 400, "{}", String::from_utf8_lossy(body));
         }
-        assert_eq!(parse(b"room.nope", b"").unwrap_err().code, 400);
+        assert_eq!(parse(b"room.nope", b"").unwrap_err().code(), 400);
         assert!(matches!(parse(b"whoami", b""), Ok(Request::Whoami)));
     }
 
@@ -382,7 +382,7 @@ mod tests {
         let q = |body: &[u8]| match parse(b"history", body) {
             Ok(Request::Op(Op::History(_, q))) => Ok(q),
             Ok(other) => panic!("{other:?}"),
-            Err(e) => Err(e.code),
+            Err(e) => Err(e.code()),
         };
         let fwd = q(br#"{"room":"r"}"#).unwrap();
         assert_eq!((fwd.direction, fwd.cursor), (Direction::Forward, None));

@@ -291,18 +291,17 @@ impl Shard {
         limit: Option<u32>,
     ) -> Outcome {
         if self.rooms.contains_key(&name) {
-            return Err(ChatError::new(409, format!("room {name} exists")));
+            return Err(ChatError::Conflict(format!("room {name} exists")));
         }
         if self.rooms.len() >= self.limits.rooms {
-            return Err(ChatError::new(429, "too many rooms"));
+            return Err(ChatError::TooMany("too many rooms"));
         }
         if self.memberships >= self.limits.memberships {
             return Err(too_many_memberships());
         }
         let started = self.started.entry(from.user.clone()).or_default();
         if started.rooms >= self.limits.rooms_per_user {
-            return Err(ChatError::new(
-                429,
+            return Err(ChatError::TooMany(
                 "too many rooms created by this user: close some first",
             ));
         }
@@ -344,10 +343,9 @@ impl Shard {
             Op::Join(_) => {
                 if !is_member {
                     if room.private {
-                        return Err(ChatError::new(
-                            403,
-                            format!("room {name} is private: an admin must add you"),
-                        ));
+                        return Err(ChatError::Forbidden(format!(
+                            "room {name} is private: an admin must add you"
+                        )));
                     }
                     room.check_room_for_one(&name)?;
                     if self.memberships >= self.limits.memberships {
@@ -374,9 +372,9 @@ impl Shard {
                     return Err(not_member(&name));
                 }
                 if is_admin && room.admins.len() == 1 {
-                    return Err(ChatError::new(
-                        409,
-                        "the last admin cannot leave: promote another member or close the room",
+                    return Err(ChatError::Conflict(
+                        "the last admin cannot leave: promote another member or close the room"
+                            .into(),
                     ));
                 }
                 room.remove_member(me);
@@ -389,10 +387,9 @@ impl Shard {
             Op::Add(_, user) => {
                 require_admin(is_admin, &name)?;
                 if room.members.contains(&user) {
-                    return Err(ChatError::new(
-                        409,
-                        format!("{user} is already a member of {name}"),
-                    ));
+                    return Err(ChatError::Conflict(format!(
+                        "{user} is already a member of {name}"
+                    )));
                 }
                 room.check_room_for_one(&name)?;
                 if self.memberships >= self.limits.memberships {
@@ -409,7 +406,9 @@ impl Shard {
                     return Err(user_not_member(&user, &name));
                 }
                 if room.admins.contains(&user) && room.admins.len() == 1 {
-                    return Err(ChatError::new(409, "the last admin cannot be removed"));
+                    return Err(ChatError::Conflict(
+                        "the last admin cannot be removed".into(),
+                    ));
                 }
                 room.remove_member(&user);
                 self.memberships -= 1;
@@ -432,9 +431,8 @@ impl Shard {
                     return Err(user_not_member(&user, &name));
                 }
                 if room.admins.contains(&user) && room.admins.len() == 1 {
-                    return Err(ChatError::new(
-                        409,
-                        "a room keeps at least one admin: promote another member first",
+                    return Err(ChatError::Conflict(
+                        "a room keeps at least one admin: promote another member first".into(),
                     ));
                 }
                 room.admins.remove(&user);
@@ -444,13 +442,10 @@ impl Shard {
                 require_admin(is_admin, &name)?;
                 if let Some(n) = limit {
                     if (n as usize) < room.members.len() {
-                        return Err(ChatError::new(
-                            409,
-                            format!(
-                                "limit {n} is below the {} current members",
-                                room.members.len()
-                            ),
-                        ));
+                        return Err(ChatError::Conflict(format!(
+                            "limit {n} is below the {} current members",
+                            room.members.len()
+                        )));
                     }
                 }
                 room.limit = limit;
@@ -540,10 +535,9 @@ impl Shard {
         let empty = Window::default();
         let (epoch, window) = window.unwrap_or((0, &empty));
         if q.epoch.is_some_and(|e| e != epoch) {
-            return Err(ChatError::new(
-                410,
-                format!("the conversation was closed and created again (epoch now {epoch})"),
-            ));
+            return Err(ChatError::Gone(format!(
+                "the conversation was closed and created again (epoch now {epoch})"
+            )));
         }
         let page = window.page(q, self.limits.page_bytes)?;
         let mut out = label;
@@ -625,12 +619,11 @@ impl Shard {
         let key = pair(&from.user, peer);
         if !self.dms.contains_key(&key) {
             if self.dms.len() >= self.limits.dms {
-                return Err(ChatError::new(429, "too many direct conversations"));
+                return Err(ChatError::TooMany("too many direct conversations"));
             }
             let started = self.started.entry(from.user.clone()).or_default();
             if started.dms >= self.limits.dms_per_user {
-                return Err(ChatError::new(
-                    429,
+                return Err(ChatError::TooMany(
                     "too many direct conversations started by this user",
                 ));
             }
@@ -646,7 +639,7 @@ impl Shard {
             );
         }
         let Some(dm) = self.dms.get_mut(&key) else {
-            return Err(ChatError::new(429, "too many direct conversations"));
+            return Err(ChatError::TooMany("too many direct conversations"));
         };
         let seq = dm.window.next_seq();
         let time_ms = dm.window.time(ctx.now_ms);
@@ -757,7 +750,7 @@ impl Room {
     fn check_room_for_one(&self, name: &Name) -> Result<(), ChatError> {
         let n = self.members.len();
         if n >= limits::MAX_ROOM_MEMBERS || self.limit.is_some_and(|l| n >= l as usize) {
-            return Err(ChatError::new(409, format!("room {name} is full")));
+            return Err(ChatError::Conflict(format!("room {name} is full")));
         }
         Ok(())
     }
@@ -940,27 +933,29 @@ fn require_admin(is_admin: bool, room: &Name) -> Result<(), ChatError> {
     if is_admin {
         Ok(())
     } else {
-        Err(ChatError::new(
-            403,
-            format!("only an admin of {room} may do that"),
-        ))
+        Err(ChatError::Forbidden(format!(
+            "only an admin of {room} may do that"
+        )))
     }
 }
 
 fn too_many_memberships() -> ChatError {
-    ChatError::new(429, "too many room memberships on this server")
+    ChatError::TooMany("too many room memberships on this server")
 }
 
 fn no_such_room(room: &Name) -> ChatError {
-    ChatError::new(404, format!("no such room: {room}"))
+    ChatError::NoSuchRoom(room.clone())
 }
 
 fn not_member(room: &Name) -> ChatError {
-    ChatError::new(403, format!("not a member of {room}"))
+    ChatError::NotMember(room.clone())
 }
 
 fn user_not_member(user: &Name, room: &Name) -> ChatError {
-    ChatError::new(404, format!("{user} is not a member of {room}"))
+    ChatError::UserNotMember {
+        user: user.clone(),
+        room: room.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -1110,7 +1105,7 @@ mod tests {
             &eve,
             Op::Publish(Conv::Room(room("r")), msg("$CHAT.MSG.r", None, "x")),
         );
-        assert_eq!(err.unwrap_err().code, 403);
+        assert_eq!(err.unwrap_err().code(), 403);
         assert!(fanned.is_empty());
         // Added: bob's wildcard now receives; eve's `>` never does.
         run(&mut shard, &index, &alice, Op::Add(room("r"), "bob".into()))
@@ -1218,25 +1213,31 @@ mod tests {
                 run(&mut shard, &index, &u, Op::Join(room("r")))
                     .0
                     .err()
-                    .map(|e| e.code)
+                    .map(|e| e.code())
             })
             .collect();
         assert_eq!(codes, [None, None, Some(409), Some(409), Some(409)]);
         let limit = Op::Limit(room("r"), Some(2));
         assert_eq!(
-            run(&mut shard, &index, &admin, limit).0.unwrap_err().code,
+            run(&mut shard, &index, &admin, limit).0.unwrap_err().code(),
             409
         );
         let leave = run(&mut shard, &index, &admin, Op::Leave(room("r"))).0;
-        assert_eq!(leave.unwrap_err().code, 409);
+        assert_eq!(leave.unwrap_err().code(), 409);
         let demote = Op::Demote(room("r"), "admin".into());
         assert_eq!(
-            run(&mut shard, &index, &admin, demote).0.unwrap_err().code,
+            run(&mut shard, &index, &admin, demote)
+                .0
+                .unwrap_err()
+                .code(),
             409
         );
         let u1 = who("u1", 1);
         let kick = Op::Kick(room("r"), "u2".into());
-        assert_eq!(run(&mut shard, &index, &u1, kick).0.unwrap_err().code, 403);
+        assert_eq!(
+            run(&mut shard, &index, &u1, kick).0.unwrap_err().code(),
+            403
+        );
         run(
             &mut shard,
             &index,
@@ -1270,14 +1271,14 @@ mod tests {
                 private: false,
                 limit: None,
             };
-            run(shard, &index, &eve, op).0.err().map(|e| e.code)
+            run(shard, &index, &eve, op).0.err().map(|e| e.code())
         };
         assert_eq!(create(&mut shard, "a"), None);
         assert_eq!(create(&mut shard, "b"), None);
         assert_eq!(create(&mut shard, "c"), Some(429), "eve's third room");
         let add = |shard: &mut Shard, u: &str| {
             let op = Op::Add(room("a"), u.into());
-            run(shard, &index, &eve, op).0.err().map(|e| e.code)
+            run(shard, &index, &eve, op).0.err().map(|e| e.code())
         };
         assert_eq!(add(&mut shard, "x"), None);
         assert_eq!(add(&mut shard, "y"), None);
@@ -1288,7 +1289,7 @@ mod tests {
         assert_eq!(create(&mut shard, "c"), None, "closing frees both caps");
         let dm = |shard: &mut Shard, u: &str| {
             let op = Op::Publish(Conv::Dm(u.into()), msg("$CHAT.DM.x", None, "hi"));
-            run(shard, &index, &eve, op).0.err().map(|e| e.code)
+            run(shard, &index, &eve, op).0.err().map(|e| e.code())
         };
         assert_eq!(dm(&mut shard, "p"), None);
         assert_eq!(dm(&mut shard, "q"), None);

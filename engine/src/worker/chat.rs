@@ -60,7 +60,7 @@ impl Worker {
                 user: user.clone(),
             },
             Identity::Anonymous => {
-                let e = ChatError::new(401, "chat needs a user: CONNECT with \"user\"");
+                let e = ChatError::NoUser;
                 return self.handle_answer(origin.conn, refuse(to), Err(e));
             }
             Identity::Invalid => {
@@ -90,7 +90,7 @@ impl Worker {
             Target::Dm(user) => chat_layer::parse_name(user)
                 .map(|u| message(Conv::Dm(u)))
                 .ok_or_else(|| ChatError::bad("not a user name")),
-            Target::Refused => Err(ChatError::new(403, "nobody may publish there")),
+            Target::Refused => Err(ChatError::Forbidden("nobody may publish there".into())),
         };
         let request = match parsed {
             Ok(r) => r,
@@ -127,7 +127,7 @@ impl Worker {
                     };
                     if !c.chat_rooms.contains(room) {
                         if c.chat_rooms.len() >= limits::MAX_JOINED_ROOMS_PER_SESSION {
-                            let e = ChatError::new(429, "too many rooms joined on this session");
+                            let e = ChatError::TooMany("too many rooms joined on this session");
                             return self.handle_answer(origin.conn, to, Err(e));
                         }
                         c.chat_rooms.insert(room.clone());
@@ -242,7 +242,7 @@ impl Worker {
                     } else {
                         let bytes = match &outcome {
                             Ok(v) => json_len(v),
-                            Err(e) => e.description.len() as u64,
+                            Err(_) => 128,
                         };
                         let env = ChatEnvelope::Answer {
                             conn,
@@ -329,7 +329,7 @@ impl Worker {
         let c = self.clients.at(slot)?;
         let conn = c.key;
         if c.gathers >= limits::MAX_GATHERS_PER_CONN {
-            let e = ChatError::new(429, "too many requests in flight on this connection");
+            let e = ChatError::TooMany("too many requests in flight on this connection");
             self.handle_answer(conn, to, Err(e));
             return None;
         }
