@@ -6,8 +6,9 @@
 //!   membership filter). What the worker then does with the audience is the plain fan-out,
 //!   measured by the `fanout` bench.
 //! - `chat/order/room_1000_members_refiltered`: the same with the membership changing before
-//!   every message (a member added), so the filtered sets are rebuilt each time: the worst
-//!   case, a room whose membership churns as fast as it talks.
+//!   every message (a member added, then kicked, in turn), so the filtered sets are rebuilt
+//!   each time: the worst case, a room whose membership churns as fast as it talks. The
+//!   membership operation itself is included.
 //! - `chat/match/plain_1000_subs`: the index match alone for a plain subject with 1,000
 //!   subscribers, what a plain publish costs at the same point.
 
@@ -111,12 +112,18 @@ fn bench(c: &mut Criterion) {
 
     let (mut shard, index) = room();
     let admin = requester(0);
-    let mut next = MEMBERS;
+    let mut joined = false;
     g.bench_function("order/room_1000_members_refiltered", |b| {
         b.iter(|| {
-            next += 1;
-            let add = Op::Add("r".into(), format!("u{next}").into());
-            apply(&mut shard, &index, &admin, add);
+            // One member more, then one less: the membership changes every time and the
+            // room stays at its size (and under its caps).
+            let change = if joined {
+                Op::Kick("r".into(), "extra".into())
+            } else {
+                Op::Add("r".into(), "extra".into())
+            };
+            joined = !joined;
+            apply(&mut shard, &index, &admin, change);
             let op = Op::Publish(Conv::Room("r".into()), msg.clone());
             assert_eq!(apply(&mut shard, &index, &from, op), 1);
         })

@@ -20,7 +20,7 @@
 //! direct conversations per shard, members per room and broadcast targets are capped in
 //! [`crate::limits`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
 
 use serde_json::{json, Value};
@@ -121,7 +121,8 @@ struct Room {
     creator: Name,
     private: bool,
     limit: Option<u32>,
-    members: BTreeSet<Name>,
+    /// Hashed, not sorted: the audience filter looks every subscriber's user up here.
+    members: HashSet<Name>,
     admins: BTreeSet<Name>,
     /// Present sessions per user: (connection, session id), in join order.
     present: BTreeMap<Name, Vec<(ConnKey, u64)>>,
@@ -313,7 +314,7 @@ impl Shard {
             creator: from.user.clone(),
             private,
             limit,
-            members: BTreeSet::from([from.user.clone()]),
+            members: HashSet::from([from.user.clone()]),
             admins: BTreeSet::from([from.user.clone()]),
             present: BTreeMap::new(),
             window: Window::default(),
@@ -475,7 +476,7 @@ impl Shard {
                 Ok(
                     json!({"room": &*name, "private": room.private, "limit": room.limit,
                     "seq": room.window.last(), "epoch": room.incarnation,
-                    "members": room.members.iter().map(|m| &**m).collect::<Vec<_>>(),
+                    "members": sorted(&room.members),
                     "admins": room.admins.iter().map(|m| &**m).collect::<Vec<_>>()}),
                 )
             }
@@ -918,6 +919,13 @@ fn kept_header(line: &[u8]) -> bool {
             .get(..5)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"chat-"))
         && line.iter().all(clean)
+}
+
+/// Names in order, for replies.
+fn sorted(names: &HashSet<Name>) -> Vec<&str> {
+    let mut v: Vec<&str> = names.iter().map(|n| &**n).collect();
+    v.sort_unstable();
+    v
 }
 
 /// The two users of a direct conversation, lower name first.
