@@ -583,28 +583,21 @@ impl Shard {
             ..
         } = room;
         let keep = |s: &SubRef| s.0.user.as_ref().is_some_and(|u| members.contains(u));
-        if let Some(sets) = audience(
+        let sets = audience(
             msg_cache,
             *version,
             msg_subject,
             ctx.index,
             &mut self.scratch,
             keep,
-        ) {
-            ctx.out.push(Effect::Fanout {
-                msg: stamped.clone(),
-                sets,
-            });
-        }
+        );
         let entry = Entry {
             seq,
             from: from.user.clone(),
             time_ms,
             msg: stamped,
         };
-        let before = (window.len(), window.bytes());
-        window.push(entry, self.limits.history);
-        let after = (window.len(), window.bytes());
+        let (before, after) = keep_and_fan_out(window, entry, sets, self.limits.history, ctx);
         let incarnation = *incarnation;
         self.account(before, after, Key::Room(name.clone()), incarnation, seq);
         Ok(seq)
@@ -655,28 +648,22 @@ impl Shard {
         ));
         let side = usize::from(**peer != *key.0);
         let keep = |s: &SubRef| s.0.user.as_ref() == Some(peer);
-        if let Some(sets) = audience(
+        let sets = audience(
             &mut dm.caches[side],
             0,
             &subject,
             ctx.index,
             &mut self.scratch,
             keep,
-        ) {
-            ctx.out.push(Effect::Fanout {
-                msg: stamped.clone(),
-                sets,
-            });
-        }
+        );
         let entry = Entry {
             seq,
             from: from.user.clone(),
             time_ms,
             msg: stamped,
         };
-        let before = (dm.window.len(), dm.window.bytes());
-        dm.window.push(entry, self.limits.history);
-        let after = (dm.window.len(), dm.window.bytes());
+        let (before, after) =
+            keep_and_fan_out(&mut dm.window, entry, sets, self.limits.history, ctx);
         let incarnation = dm.incarnation;
         self.account(before, after, Key::Dm(key.0, key.1), incarnation, seq);
         Ok(seq)
@@ -790,6 +777,27 @@ impl Room {
             sets,
         });
     }
+}
+
+/// Fans an ordered message out to `sets` (if anyone) and keeps it in `window` (at most `cap`
+/// messages); returns the window's (messages, bytes) before and after, for the shard's
+/// accounting.
+fn keep_and_fan_out(
+    window: &mut Window,
+    entry: Entry,
+    sets: Option<Audience>,
+    cap: usize,
+    ctx: &mut Ctx<'_>,
+) -> ((usize, u64), (usize, u64)) {
+    if let Some(sets) = sets {
+        ctx.out.push(Effect::Fanout {
+            msg: entry.msg.clone(),
+            sets,
+        });
+    }
+    let before = (window.len(), window.bytes());
+    window.push(entry, cap);
+    (before, (window.len(), window.bytes()))
 }
 
 /// The subscriber sets `subject` reaches, filtered by `keep`; from `cache` when neither the

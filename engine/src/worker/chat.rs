@@ -292,15 +292,6 @@ impl Worker {
     /// Sends `payload` to the requester's own subscriptions matching `reply`, and to nobody
     /// else: an answer never travels through the shared index.
     fn deliver_reply(&mut self, conn: ConnKey, reply: &[u8], payload: &[u8]) {
-        let Some(c) = self.clients.get_mut(conn) else {
-            return;
-        };
-        let subs: Vec<_> = c
-            .subs
-            .values()
-            .filter(|s| s.0.pattern.matches(reply))
-            .cloned()
-            .collect();
         let view = MsgView {
             subject: reply,
             reply: None,
@@ -312,9 +303,7 @@ impl Worker {
                 echo: true,
             },
         };
-        for sub in &subs {
-            self.deliver(sub, &view, false);
-        }
+        self.deliver_to_own(&view);
     }
 
     /// Registers a request that waits for `parts` answers; `None` (answered `429`) when

@@ -841,15 +841,6 @@ impl Worker {
     /// Sends the no-responders status to the requester's subscriptions matching the reply.
     fn no_responders_here(&mut self, request: &MsgView<'_>) {
         let Some(reply) = request.reply else { return };
-        let Some(c) = self.clients.get_mut(request.origin.conn) else {
-            return;
-        };
-        let subs: Vec<SubRef> = c
-            .subs
-            .values()
-            .filter(|s| s.0.pattern.matches(reply))
-            .cloned()
-            .collect();
         let status = MsgView {
             subject: reply,
             reply: None,
@@ -857,8 +848,23 @@ impl Worker {
             payload: &[],
             origin: request.origin,
         };
+        self.deliver_to_own(&status);
+    }
+
+    /// Delivers `view` to the subscriptions of its origin's own connection that match its
+    /// subject, and to nobody else (server answers to one requester).
+    fn deliver_to_own(&mut self, view: &MsgView<'_>) {
+        let Some(c) = self.clients.get_mut(view.origin.conn) else {
+            return;
+        };
+        let subs: Vec<SubRef> = c
+            .subs
+            .values()
+            .filter(|s| s.0.pattern.matches(view.subject))
+            .cloned()
+            .collect();
         for sub in &subs {
-            self.deliver(sub, &status, false);
+            self.deliver(sub, view, false);
         }
     }
 
