@@ -348,13 +348,8 @@ impl Shard {
                             "room {name} is private: an admin must add you"
                         )));
                     }
-                    room.check_room_for_one(&name)?;
-                    if self.memberships >= self.limits.memberships {
-                        return Err(too_many_memberships());
-                    }
-                    self.memberships += 1;
-                    room.members.insert(me.clone());
-                    room.version += 1;
+                    let cap = self.limits.memberships;
+                    room.admit(me, &name, &mut self.memberships, cap)?;
                 }
                 let sessions = room.present.entry(me.clone()).or_default();
                 if !sessions.iter().any(|&(c, _)| c == from.conn) {
@@ -392,13 +387,8 @@ impl Shard {
                         "{user} is already a member of {name}"
                     )));
                 }
-                room.check_room_for_one(&name)?;
-                if self.memberships >= self.limits.memberships {
-                    return Err(too_many_memberships());
-                }
-                self.memberships += 1;
-                room.members.insert(user.clone());
-                room.version += 1;
+                let cap = self.limits.memberships;
+                room.admit(&user, &name, &mut self.memberships, cap)?;
                 Ok(json!({"room": &*name, "user": &*user}))
             }
             Op::Kick(_, user) => {
@@ -734,12 +724,25 @@ impl Shard {
 }
 
 impl Room {
-    /// Refuses a new member when the room is at its limit (or at the hard cap).
-    fn check_room_for_one(&self, name: &Name) -> Result<(), ChatError> {
+    /// Makes `user` a member, unless the room is at its limit (or the hard cap), or the
+    /// shard at its cap of `memberships`.
+    fn admit(
+        &mut self,
+        user: &Name,
+        name: &Name,
+        memberships: &mut usize,
+        cap: usize,
+    ) -> Result<(), ChatError> {
         let n = self.members.len();
         if n >= limits::MAX_ROOM_MEMBERS || self.limit.is_some_and(|l| n >= l as usize) {
             return Err(ChatError::Conflict(format!("room {name} is full")));
         }
+        if *memberships >= cap {
+            return Err(too_many_memberships());
+        }
+        *memberships += 1;
+        self.members.insert(user.clone());
+        self.version += 1;
         Ok(())
     }
 
