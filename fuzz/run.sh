@@ -18,7 +18,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 export RUSTC_BOOTSTRAP=1
-targets=(parser json)
+targets=(parser json chat)
 # AddressSanitizer only matters for unsafe code, and the fuzzed crates have none;
 # without it the build is quicker and needs no sanitizer runtime.
 sanitizer="${FUZZ_SANITIZER:-none}"
