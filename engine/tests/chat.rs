@@ -742,6 +742,74 @@ async fn only_well_formed_client_headers_pass_the_stamp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_sessions_get_no_ok_before_a_refusal_decided_at_once() {
+    let server = start(Config::default());
+    // Without a user: a chat message is refused on the spot, -ERR only (as nats-server's
+    // permission errors); a request is taken (+OK), and refused on its reply subject.
+    let mut anon = raw_connect(&server).await;
+    anon.write_all(
+        b"CONNECT {\"verbose\":true}\r\nSUB _INBOX.a 1\r\n\
+          PUB $CHAT.MSG.r 1\r\nx\r\nPUB $CHAT.API.whoami _INBOX.a 0\r\n\r\nPING\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let line = read_line(&mut anon).await;
+        let done = line == b"PONG\r\n";
+        got.push(String::from_utf8(line).unwrap());
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        got[..3],
+        [
+            "+OK\r\n",
+            "+OK\r\n",
+            "-ERR 'Permissions Violation for Publish to \"$CHAT.MSG.r\"'\r\n"
+        ]
+    );
+    assert_eq!(got[3], "+OK\r\n", "the request is taken");
+    assert!(got[4].starts_with("MSG _INBOX.a 1 "), "{got:?}");
+    assert!(got[5].contains("\"code\":401"), "{got:?}");
+    assert_eq!(got[6..], ["PONG\r\n"]);
+    // With a user: the events subject is refused on the spot too; a member's message is
+    // taken (+OK) and delivered.
+    let mut bob = raw_connect(&server).await;
+    bob.write_all(
+        b"CONNECT {\"verbose\":true,\"user\":\"bob\"}\r\nSUB $CHAT.MSG.v 1\r\n\
+          PUB $CHAT.API.room.create 12\r\n{\"room\":\"v\"}\r\n\
+          PUB $CHAT.EVT.v 1\r\nx\r\nPUB $CHAT.MSG.v 2\r\nhi\r\nPING\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let line = read_line(&mut bob).await;
+        let done = line == b"PONG\r\n";
+        got.push(String::from_utf8(line).unwrap());
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            "+OK\r\n",
+            "+OK\r\n",
+            "+OK\r\n",
+            "-ERR 'Permissions Violation for Publish to \"$CHAT.EVT.v\"'\r\n",
+            "+OK\r\n",
+            "MSG $CHAT.MSG.v 1 2\r\n",
+            "hi\r\n",
+            "PONG\r\n"
+        ]
+    );
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_joins_at_most_4096_rooms() {
     let server = start(Config::default());
     let alice = session(&server, "alice").await;

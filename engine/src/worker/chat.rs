@@ -42,17 +42,23 @@ impl Worker {
         origin: Origin,
         strict: bool,
     ) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
         let target = chat_layer::classify(p.subject);
         let to = match (p.reply, target) {
             (Some(r), _) => ReplyTo::Subject(r.into()),
             (None, Target::Api(_)) => ReplyTo::Nobody,
             (None, _) => ReplyTo::ErrOnly,
         };
-        // Refused here: a message's -ERR names the subject as published.
+        // Refused here: a message's -ERR names the subject as published, and (as
+        // nats-server's permission errors) comes without a +OK before it.
         let refuse = |to: ReplyTo| to.for_error(|| p.subject.into());
+        if !matches!(to, ReplyTo::ErrOnly) {
+            // Requests, and messages with a reply subject, are taken: any refusal is an
+            // answer on the reply subject.
+            self.ok(slot);
+        }
+        let Some(c) = self.clients.at(slot) else {
+            return;
+        };
         let from = match &c.identity {
             Identity::User(user) => Requester {
                 conn: c.key,
@@ -96,6 +102,9 @@ impl Worker {
             Ok(r) => r,
             Err(e) => return self.handle_answer(origin.conn, refuse(to), Err(e)),
         };
+        if matches!(to, ReplyTo::ErrOnly) {
+            self.ok(slot);
+        }
         match request {
             Request::Whoami => {
                 let me = json!({"user": &*from.user, "session": from.session});

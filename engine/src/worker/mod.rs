@@ -1291,7 +1291,10 @@ impl Worker {
         if !chat && c.opts.pedantic && subject::check_publish(p.subject, true).is_err() {
             self.reply(slot, |w| proto::encode_err(w, "'Invalid Publish Subject'"));
         }
-        self.ok(slot);
+        if !chat {
+            // A chat publish gets its +OK from the chat layer, which may refuse it first.
+            self.ok(slot);
+        }
         let counters = &self.shared.counters[self.id];
         counters.add(Counter::InMsgs, 1);
         counters.add(Counter::InBytes, p.payload.len() as u64);
