@@ -139,6 +139,10 @@ pub const HISTORY_ENTRY_OVERHEAD_BYTES: u64 = 96;
 /// quotes and three numbers of at most 20 digits (used to stop a page before `max_payload`).
 pub const HISTORY_PAGE_ITEM_OVERHEAD_BYTES: usize = 120;
 
+/// Names one page of `room.info` (members, admins) or `rooms.list` holds at most (and by
+/// default): a page of 1,000 names stays well under 100 KiB.
+pub const MAX_LIST_PAGE: usize = 1000;
+
 /// Targets one `broadcast` may name.
 pub const MAX_BROADCAST_TARGETS: usize = 1024;
 

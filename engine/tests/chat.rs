@@ -160,7 +160,7 @@ async fn public_room_lifecycle() {
     assert_eq!(
         ok(&bob, "room.info", json!({"room": "lobby"})).await,
         json!({"room": "lobby", "private": false, "limit": null, "seq": 0,
-               "members": ["alice"], "admins": ["alice"]})
+               "members": ["alice"], "admins": ["alice"], "more": false})
     );
     assert_eq!(
         ok(&bob, "room.join", json!({"room": "lobby"})).await,
@@ -169,7 +169,7 @@ async fn public_room_lifecycle() {
     assert_eq!(
         ok(&alice, "room.info", json!({"room": "lobby"})).await,
         json!({"room": "lobby", "private": false, "limit": null, "seq": 0,
-               "members": ["alice", "bob"], "admins": ["alice"]})
+               "members": ["alice", "bob"], "admins": ["alice"], "more": false})
     );
 
     // Admin-only operations refused to a plain member.
@@ -283,17 +283,17 @@ async fn public_room_lifecycle() {
     assert_eq!(
         ok(&alice, "room.info", json!({"room": "lobby"})).await,
         json!({"room": "lobby", "private": false, "limit": null, "seq": 0,
-               "members": ["bob"], "admins": ["bob"]})
+               "members": ["bob"], "admins": ["bob"], "more": false})
     );
     assert_eq!(
         ok(&carol, "rooms.list", json!({})).await,
         json!({"rooms": [{"room": "lobby", "private": false, "limit": null, "members": 1,
-                          "member": false, "admin": false}]})
+                          "member": false, "admin": false}], "more": false})
     );
     assert_eq!(
         ok(&bob, "rooms.list", json!({})).await,
         json!({"rooms": [{"room": "lobby", "private": false, "limit": null, "members": 1,
-                          "member": true, "admin": true}]})
+                          "member": true, "admin": true}], "more": false})
     );
 
     // Close: admin only, then the room is gone.
@@ -319,7 +319,7 @@ async fn public_room_lifecycle() {
     );
     assert_eq!(
         ok(&bob, "rooms.list", json!({})).await,
-        json!({"rooms": []})
+        json!({"rooms": [], "more": false})
     );
     server.shutdown().unwrap();
 }
@@ -379,7 +379,7 @@ async fn private_room_needs_add_and_is_listed_to_members_only() {
     assert_eq!(
         ok(&bob, "room.info", json!({"room": "secret"})).await,
         json!({"room": "secret", "private": true, "limit": null, "seq": 0,
-               "members": ["alice", "bob"], "admins": ["alice"]})
+               "members": ["alice", "bob"], "admins": ["alice"], "more": false})
     );
     assert_eq!(
         ok(&bob, "room.join", json!({"room": "secret"})).await,
@@ -402,15 +402,15 @@ async fn private_room_needs_add_and_is_listed_to_members_only() {
     };
     assert_eq!(
         ok(&carol, "rooms.list", json!({})).await,
-        json!({"rooms": [hall(false, false)]})
+        json!({"rooms": [hall(false, false)], "more": false})
     );
     assert_eq!(
         ok(&bob, "rooms.list", json!({})).await,
-        json!({"rooms": [hall(false, false), secret(false)]})
+        json!({"rooms": [hall(false, false), secret(false)], "more": false})
     );
     assert_eq!(
         ok(&alice, "rooms.list", json!({})).await,
-        json!({"rooms": [hall(true, true), secret(true)]})
+        json!({"rooms": [hall(true, true), secret(true)], "more": false})
     );
 
     // room.add is subject to the limit.
@@ -454,7 +454,7 @@ async fn private_room_needs_add_and_is_listed_to_members_only() {
     );
     assert_eq!(
         ok(&bob, "rooms.list", json!({})).await,
-        json!({"rooms": [hall(false, false)]})
+        json!({"rooms": [hall(false, false)], "more": false})
     );
     server.shutdown().unwrap();
 }
@@ -495,7 +495,7 @@ async fn close_sends_close_event_then_room_is_gone() {
     assert_eq!(fails(&bob, "history", json!({"room": "tmp"})).await, 404);
     assert_eq!(
         ok(&bob, "rooms.list", json!({})).await,
-        json!({"rooms": []})
+        json!({"rooms": [], "more": false})
     );
 
     // The name is free again, and the new room starts afresh.
@@ -506,7 +506,7 @@ async fn close_sends_close_event_then_room_is_gone() {
     assert_eq!(
         ok(&alice, "room.info", json!({"room": "tmp"})).await,
         json!({"room": "tmp", "private": false, "limit": null, "seq": 0,
-               "members": ["bob"], "admins": ["bob"]})
+               "members": ["bob"], "admins": ["bob"], "more": false})
     );
     expect_quiet(&alice, &mut alice_evt).await;
     server.shutdown().unwrap();
@@ -810,6 +810,57 @@ async fn verbose_sessions_get_no_ok_before_a_refusal_decided_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_and_room_lists_are_paged_by_name() {
+    let server = start(Config::default());
+    let alice = session(&server, "alice").await;
+    // Five rooms, spread over both workers' shards; r0 with five more members.
+    for r in 0..5 {
+        ok(&alice, "room.create", json!({"room": format!("r{r}")})).await;
+    }
+    for m in 0..5 {
+        let add = json!({"room": "r0", "user": format!("m{m}")});
+        ok(&alice, "room.add", add).await;
+    }
+    let members = |v: &Value| (v["members"].clone(), v["admins"].clone(), v["more"].clone());
+    let page = ok(&alice, "room.info", json!({"room": "r0", "limit": 2})).await;
+    assert_eq!(
+        members(&page),
+        (json!(["alice", "m0"]), json!(["alice"]), json!(true))
+    );
+    let page = ok(
+        &alice,
+        "room.info",
+        json!({"room": "r0", "after": "m0", "limit": 2}),
+    )
+    .await;
+    assert_eq!(
+        members(&page),
+        (json!(["m1", "m2"]), json!([]), json!(true))
+    );
+    let page = ok(&alice, "room.info", json!({"room": "r0", "after": "m2"})).await;
+    assert_eq!(
+        members(&page),
+        (json!(["m3", "m4"]), json!([]), json!(false))
+    );
+    let names = |v: &Value| -> (Vec<String>, bool) {
+        let rooms = v["rooms"].as_array().unwrap();
+        let names = rooms.iter().map(|r| r["room"].as_str().unwrap().to_owned());
+        (names.collect(), v["more"].as_bool().unwrap())
+    };
+    let list = ok(&alice, "rooms.list", json!({"limit": 2})).await;
+    assert_eq!(names(&list), (vec!["r0".into(), "r1".into()], true));
+    let list = ok(&alice, "rooms.list", json!({"after": "r1", "limit": 2})).await;
+    assert_eq!(names(&list), (vec!["r2".into(), "r3".into()], true));
+    let list = ok(&alice, "rooms.list", json!({"after": "r3", "limit": 2})).await;
+    assert_eq!(names(&list), (vec!["r4".into()], false));
+    assert_eq!(
+        fails(&alice, "rooms.list", json!({"limit": 1001})).await,
+        400
+    );
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_joins_at_most_4096_rooms() {
     let server = start(Config::default());
     let alice = session(&server, "alice").await;
@@ -914,7 +965,7 @@ async fn ping_after_chat_operations_is_a_barrier() {
         replies.sort_by_key(|r| r.to_string());
         let mut expected = vec![
             json!({"room": room, "private": false, "limit": null, "seq": 0,
-                   "members": ["alice"], "admins": ["alice"]}),
+                   "members": ["alice"], "admins": ["alice"], "more": false}),
             json!({"user": "bob", "seq": i + 1}),
         ];
         expected.sort_by_key(|r| r.to_string());
@@ -1865,7 +1916,7 @@ async fn private_room_is_invisible_to_non_members() {
     );
     assert_eq!(
         ok(&carol, "rooms.list", json!({})).await,
-        json!({"rooms": []})
+        json!({"rooms": [], "more": false})
     );
 
     // Positive control: a plain message sent last reaches carol's `>` first.
@@ -2150,7 +2201,7 @@ async fn member_limit_holds_under_concurrent_joins() {
     assert_eq!(
         ok(&alice, "room.info", json!({"room": "big"})).await,
         json!({"room": "big", "private": false, "limit": LIMIT, "seq": 0,
-               "members": members, "admins": ["alice"]})
+               "members": members, "admins": ["alice"], "more": false})
     );
     server.shutdown().unwrap();
 }

@@ -64,6 +64,28 @@ pub struct HistoryQuery {
     pub epoch: Option<u64>,
 }
 
+/// A page of a list of names (members, admins, rooms), in name order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePage {
+    /// Only names after this one (`None`: from the first).
+    pub after: Option<String>,
+    /// At most this many names.
+    pub limit: usize,
+}
+
+impl NamePage {
+    /// Up to `limit` of `names` (sorted) that come after the cursor, and whether more do.
+    pub fn cut<'a>(&self, names: impl Iterator<Item = &'a str>) -> (Vec<&'a str>, bool) {
+        let mut page: Vec<&str> = names
+            .filter(|n| self.after.as_deref().is_none_or(|a| *n > a))
+            .collect();
+        page.sort_unstable();
+        let more = page.len() > self.limit;
+        page.truncate(self.limit);
+        (page, more)
+    }
+}
+
 /// One operation on one room or conversation, applied by its owner.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -92,12 +114,12 @@ pub enum Op {
     Limit(Name, Option<u32>),
     /// `room.close`.
     Close(Name),
-    /// `room.info`.
-    Info(Name),
+    /// `room.info`: one page of its members and admins.
+    Info(Name, NamePage),
     /// `room.presence`.
     Presence(Name),
-    /// `rooms.list`: this shard's part of the list.
-    List,
+    /// `rooms.list`: this shard's part of one page of the list.
+    List(NamePage),
     /// `history`.
     History(Conv, HistoryQuery),
     /// A message to a room or a user, as published (the owner stamps it).
@@ -117,11 +139,11 @@ impl Op {
             | Op::Demote(room, _)
             | Op::Limit(room, _)
             | Op::Close(room)
-            | Op::Info(room)
+            | Op::Info(room, _)
             | Op::Presence(room)
             | Op::History(Conv::Room(room), _)
             | Op::Publish(Conv::Room(room), _) => Some(room),
-            Op::List | Op::History(Conv::Dm(_), _) | Op::Publish(Conv::Dm(_), _) => None,
+            Op::List(_) | Op::History(Conv::Dm(_), _) | Op::Publish(Conv::Dm(_), _) => None,
         }
     }
 
@@ -129,7 +151,7 @@ impl Op {
     /// worker, for `rooms.list`).
     pub fn owner(&self, me: &str, workers: usize) -> Option<usize> {
         match self {
-            Op::List => None,
+            Op::List(_) => None,
             Op::History(conv, _) | Op::Publish(conv, _) => Some(conv.owner(me, workers)),
             op => op.room().map(|room| owner_of_room(room, workers)),
         }
@@ -180,9 +202,9 @@ pub fn parse(op: &[u8], body: &[u8]) -> Result<Request, ChatError> {
             Op::Limit(room()?, limit_field(&map)?)
         }
         b"room.close" => Op::Close(room()?),
-        b"room.info" => Op::Info(room()?),
+        b"room.info" => Op::Info(room()?, name_page(&map)?),
         b"room.presence" => Op::Presence(room()?),
-        b"rooms.list" => Op::List,
+        b"rooms.list" => Op::List(name_page(&map)?),
         b"history" => Op::History(conv_field(&map)?, history_query(&map)?),
         b"broadcast" => return broadcast(&map),
         b"whoami" => return Ok(Request::Whoami),
@@ -233,6 +255,27 @@ fn limit_field(map: &Map<String, Value>) -> Result<Option<u32>, ChatError> {
             ))),
         },
     }
+}
+
+fn name_page(map: &Map<String, Value>) -> Result<NamePage, ChatError> {
+    let after = match map.get("after") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ChatError::bad("\"after\" must be a name")),
+    };
+    let limit = match map.get("limit") {
+        None | Some(Value::Null) => limits::MAX_LIST_PAGE,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=limits::MAX_LIST_PAGE as u64).contains(&n) => n as usize,
+            _ => {
+                return Err(ChatError::bad(format!(
+                    "\"limit\" must be a number from 1 to {}",
+                    limits::MAX_LIST_PAGE
+                )))
+            }
+        },
+    };
+    Ok(NamePage { after, limit })
 }
 
 fn conv_field(map: &Map<String, Value>) -> Result<Conv, ChatError> {

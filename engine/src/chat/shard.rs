@@ -26,7 +26,7 @@ use std::sync::{Arc, Weak};
 use serde_json::{json, Value};
 
 use super::history::{Entry, Window};
-use super::request::{Conv, Op};
+use super::request::{Conv, NamePage, Op};
 use super::{ChatError, Name, Outcome, ReplyTo, Requester, EVT_PREFIX, MSG_PREFIX};
 use crate::envelope::{ConnKey, Msg, MsgView, Origin, SubRef};
 use crate::limits;
@@ -235,7 +235,7 @@ impl Shard {
                 }
             }
             Op::History(conv, q) => self.history(from, &conv, &q),
-            Op::List => Ok(self.list(&from.user)),
+            Op::List(page) => Ok(self.list(&from.user, &page)),
             Op::Create {
                 room,
                 private,
@@ -459,15 +459,17 @@ impl Shard {
                 }
                 Ok(json!({"room": &*name}))
             }
-            Op::Info(_) => {
+            Op::Info(_, page) => {
                 if room.private && !is_member {
                     return Err(not_member(&name));
                 }
+                let (members, more_members) = page.cut(room.members.iter().map(|m| &**m));
+                let (admins, more_admins) = page.cut(room.admins.iter().map(|m| &**m));
                 Ok(
                     json!({"room": &*name, "private": room.private, "limit": room.limit,
                     "seq": room.window.last(), "epoch": room.incarnation,
-                    "members": sorted(&room.members),
-                    "admins": room.admins.iter().map(|m| &**m).collect::<Vec<_>>()}),
+                    "members": members, "admins": admins,
+                    "more": more_members || more_admins}),
                 )
             }
             Op::Presence(_) => {
@@ -485,23 +487,24 @@ impl Shard {
         }
     }
 
-    fn list(&self, me: &Name) -> Value {
-        let mut rooms: Vec<(&Name, &Room)> = self
+    /// This shard's part of a `rooms.list` page: `{"rooms": [...], "more": bool}`.
+    fn list(&self, me: &Name, page: &NamePage) -> Value {
+        let visible = self
             .rooms
             .iter()
             .filter(|(_, r)| !r.private || r.members.contains(me))
+            .map(|(name, _)| &**name);
+        let (names, more) = page.cut(visible);
+        let rooms: Vec<Value> = names
+            .into_iter()
+            .filter_map(|name| {
+                let r = self.rooms.get(name)?;
+                Some(json!({"room": name, "private": r.private, "limit": r.limit,
+                    "members": r.members.len(), "member": r.members.contains(me),
+                    "admin": r.admins.contains(me)}))
+            })
             .collect();
-        rooms.sort_by(|a, b| a.0.cmp(b.0));
-        Value::Array(
-            rooms
-                .into_iter()
-                .map(|(name, r)| {
-                    json!({"room": &**name, "private": r.private, "limit": r.limit,
-                        "members": r.members.len(), "member": r.members.contains(me),
-                        "admin": r.admins.contains(me)})
-                })
-                .collect(),
-        )
+        json!({"rooms": rooms, "more": more})
     }
 
     fn history(&self, from: &Requester, conv: &Conv, q: &super::request::HistoryQuery) -> Outcome {
@@ -932,13 +935,6 @@ fn kept_header(line: &[u8]) -> bool {
         && line.iter().all(clean)
 }
 
-/// Names in order, for replies.
-fn sorted(names: &HashSet<Name>) -> Vec<&str> {
-    let mut v: Vec<&str> = names.iter().map(|n| &**n).collect();
-    v.sort_unstable();
-    v
-}
-
 /// The two users of a direct conversation, lower name first.
 fn pair(a: &Name, b: &Name) -> (Name, Name) {
     if a <= b {
@@ -1268,7 +1264,11 @@ mod tests {
         run(&mut shard, &index, &admin, Op::Leave(room("r")))
             .0
             .unwrap();
-        let (info, _) = run(&mut shard, &index, &u1, Op::Info(room("r")));
+        let page = NamePage {
+            after: None,
+            limit: 1000,
+        };
+        let (info, _) = run(&mut shard, &index, &u1, Op::Info(room("r"), page));
         let info = info.unwrap();
         assert_eq!(info["members"], json!(["u1", "u2"]));
         assert_eq!(info["admins"], json!(["u1"]));

@@ -27,8 +27,8 @@ pub(super) struct Gather {
 
 #[derive(Debug)]
 enum GatherKind {
-    /// `rooms.list`: one part per worker.
-    List,
+    /// `rooms.list`: one part per worker, merged into a page of at most this many.
+    List(usize),
     /// `broadcast`: one part per target.
     Broadcast(Vec<Conv>),
 }
@@ -110,15 +110,17 @@ impl Worker {
                 let me = json!({"user": &*from.user, "session": from.session});
                 self.handle_answer(origin.conn, to, Ok(me));
             }
-            Request::Op(Op::List) => {
+            Request::Op(Op::List(page)) => {
                 let workers = self.shared.config.workers;
-                if let Some(id) = self.start_gather(slot, to, GatherKind::List, workers) {
+                let kind = GatherKind::List(page.limit);
+                if let Some(id) = self.start_gather(slot, to, kind, workers) {
                     for w in 0..workers {
                         let part = ReplyTo::Part {
                             id,
                             index: w as u32,
                         };
-                        self.chat_request(slot, w, from.clone(), Op::List, part);
+                        let op = Op::List(page.clone());
+                        self.chat_request(slot, w, from.clone(), op, part);
                     }
                 }
             }
@@ -373,16 +375,22 @@ impl Worker {
         }
         let parts = g.parts.into_iter().flatten();
         let body = match g.kind {
-            GatherKind::List => {
-                let mut rooms: Vec<Value> = parts
-                    .filter_map(Result::ok)
-                    .flat_map(|v| match v {
-                        Value::Array(items) => items,
-                        _ => Vec::new(),
-                    })
-                    .collect();
+            GatherKind::List(limit) => {
+                // Each shard sent its first `limit` rooms after the cursor: the page is the
+                // first `limit` of them all, and there is more if any shard had more or
+                // some were cut here.
+                let mut more = false;
+                let mut rooms: Vec<Value> = Vec::new();
+                for mut part in parts.filter_map(Result::ok) {
+                    more |= part["more"].as_bool().unwrap_or(false);
+                    if let Value::Array(items) = part["rooms"].take() {
+                        rooms.extend(items);
+                    }
+                }
                 rooms.sort_by(|a, b| a["room"].as_str().cmp(&b["room"].as_str()));
-                json!({ "rooms": rooms })
+                more |= rooms.len() > limit;
+                rooms.truncate(limit);
+                json!({ "rooms": rooms, "more": more })
             }
             GatherKind::Broadcast(targets) => {
                 let results: Vec<Value> = targets
