@@ -861,6 +861,52 @@ async fn member_and_room_lists_are_paged_by_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_can_leave_presence_and_stay_a_member() {
+    let server = start(auth_config());
+    let alice = session(&server, "alice").await;
+    let mut evt = alice.subscribe("$CHAT.EVT.s").await.unwrap();
+    ok(&alice, "room.create", json!({"room": "s"})).await;
+    let (b1, b2) = (session(&server, "bob").await, session(&server, "bob").await);
+    let (b1_id, b2_id) = (b1.server_info().client_id, b2.server_info().client_id);
+    ok(&b1, "room.join", json!({"room": "s"})).await;
+    ok(&b2, "room.join", json!({"room": "s"})).await;
+    assert_eq!(next_json(&mut evt).await["event"], "join");
+    assert_eq!(next_json(&mut evt).await["event"], "add");
+    let part = json!({"room": "s", "session": true});
+    assert_eq!(
+        ok(&b1, "room.leave", part.clone()).await,
+        json!({"room": "s", "session": b1_id})
+    );
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "remove", "room": "s", "user": "bob", "session": b1_id})
+    );
+    assert_eq!(
+        fails(&b1, "room.leave", part.clone()).await,
+        409,
+        "not joined any more"
+    );
+    ok(&b2, "room.leave", part).await;
+    assert_eq!(
+        next_json(&mut evt).await,
+        json!({"event": "leave", "room": "s", "user": "bob", "reason": "parted",
+               "session": b2_id})
+    );
+    assert_eq!(
+        ok(&alice, "room.presence", json!({"room": "s"})).await,
+        json!({"room": "s", "online": []})
+    );
+    let info = ok(&alice, "room.info", json!({"room": "s"})).await;
+    assert_eq!(
+        info["members"],
+        json!(["alice", "bob"]),
+        "bob is still a member"
+    );
+    expect_quiet(&alice, &mut evt).await;
+    server.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_joins_at_most_4096_rooms() {
     let server = start(Config::default());
     let alice = session(&server, "alice").await;

@@ -100,8 +100,11 @@ pub enum Op {
     },
     /// `room.join`.
     Join(Name),
-    /// `room.leave`.
+    /// `room.leave`: the user leaves the room.
     Leave(Name),
+    /// `room.leave` with `"session": true`: only this session leaves the room's presence;
+    /// the user stays a member.
+    Part(Name),
     /// `room.add`.
     Add(Name, Name),
     /// `room.kick`.
@@ -133,6 +136,7 @@ impl Op {
             Op::Create { room, .. }
             | Op::Join(room)
             | Op::Leave(room)
+            | Op::Part(room)
             | Op::Add(room, _)
             | Op::Kick(room, _)
             | Op::Promote(room, _)
@@ -190,7 +194,11 @@ pub fn parse(op: &[u8], body: &[u8]) -> Result<Request, ChatError> {
             limit: limit_field(&map)?,
         },
         b"room.join" => Op::Join(room()?),
-        b"room.leave" => Op::Leave(room()?),
+        b"room.leave" => match map.get("session") {
+            None | Some(Value::Null | Value::Bool(false)) => Op::Leave(room()?),
+            Some(Value::Bool(true)) => Op::Part(room()?),
+            Some(_) => return Err(ChatError::bad("\"session\" must be true or false")),
+        },
         b"room.add" => Op::Add(room()?, user()?),
         b"room.kick" => Op::Kick(room()?, user()?),
         b"room.promote" => Op::Promote(room()?, user()?),

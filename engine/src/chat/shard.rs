@@ -363,6 +363,26 @@ impl Shard {
                 Ok(json!({"room": &*name, "seq": room.window.last(),
                     "members": room.members.len(), "epoch": room.incarnation}))
             }
+            Op::Part(_) => {
+                let sessions = room.present.get_mut(me);
+                let Some(sessions) = sessions.filter(|s| s.iter().any(|&(c, _)| c == from.conn))
+                else {
+                    return Err(ChatError::Conflict(format!(
+                        "this session has not joined {name}"
+                    )));
+                };
+                sessions.retain(|&(c, _)| c != from.conn);
+                let event = if sessions.is_empty() {
+                    room.present.remove(me);
+                    json!({"event": "leave", "room": &*name, "user": &**me, "reason": "parted",
+                        "session": from.session})
+                } else {
+                    json!({"event": "remove", "room": &*name, "user": &**me,
+                        "session": from.session})
+                };
+                room.event(&event, scratch, ctx);
+                Ok(json!({"room": &*name, "session": from.session}))
+            }
             Op::Leave(_) => {
                 if !is_member {
                     return Err(not_member(&name));
