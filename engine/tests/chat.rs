@@ -1648,6 +1648,17 @@ async fn resume_in_a_recreated_room_is_410() {
     let body = json!({"room": "again", "after": 0, "epoch": new_epoch}).to_string();
     let same = request(&alice, "$CHAT.API.history", body.as_bytes()).await;
     assert_eq!(same["messages"].as_array().map(Vec::len), Some(1), "{same}");
+    // A direct conversation is never closed: epoch 0, before and after its first message.
+    let empty = request_with_epoch(&alice, "$CHAT.API.history", br#"{"user":"bob"}"#).await;
+    assert_eq!(empty["epoch"], 0);
+    request(&alice, "$CHAT.DM.bob", b"hi").await;
+    let body = json!({"user": "bob", "after": 0, "epoch": 0}).to_string();
+    let dm = request_with_epoch(&alice, "$CHAT.API.history", body.as_bytes()).await;
+    assert_eq!(
+        (&dm["epoch"], &dm["messages"][0]["data"]),
+        (&json!(0), &json!("hi")),
+        "{dm}"
+    );
     server.shutdown().unwrap();
 }
 

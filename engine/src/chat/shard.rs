@@ -543,7 +543,9 @@ impl Shard {
                 json!({"user": &**peer}),
                 self.dms
                     .get(&pair(&from.user, peer))
-                    .map(|d| (d.incarnation, &d.window)),
+                    // A direct conversation is never closed: its epoch is always 0 (its
+                    // incarnation only tells its kept entries apart internally).
+                    .map(|d| (0, &d.window)),
             ),
         };
         let empty = Window::default();
