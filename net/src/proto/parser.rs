@@ -127,7 +127,11 @@ impl Parser {
         } else if !verb.has_arg() {
             (scan.scanned, scan.scanned)
         } else {
-            let blanks_end = buf.len().min(scan.scanned + cap);
+            // The blanks are capped from where they start, just past the name and its
+            // separator (not from where an earlier call stopped scanning them, or a line fed
+            // a byte at a time could have any number of them).
+            let blanks_cap = verb.name().len() + usize::from(verb.needs_separator()) + cap;
+            let blanks_end = buf.len().min(blanks_cap);
             let mut p = scan.scanned;
             while p < blanks_end && matches!(buf[p], b' ' | b'\t') {
                 p += 1;
@@ -135,7 +139,7 @@ impl Parser {
             if p >= blanks_end {
                 return self.need_more(
                     buf,
-                    scan.scanned + cap,
+                    blanks_cap,
                     Scan {
                         verb,
                         arg_start: None,
@@ -464,6 +468,24 @@ mod tests {
             p.limits().max_control_line_bytes,
             ParserLimits::MIN_CONTROL_LINE_BYTES
         );
+    }
+
+    #[test]
+    fn blanks_past_the_cap_are_refused_however_they_arrive() {
+        let cap = ParserLimits::default().max_control_line_bytes;
+        for line in [
+            [&b"SUB"[..], &vec![b'\t'; cap + 2], b"a 1\r\n"].concat(),
+            [&b"CONNECT"[..], &vec![b' '; cap + 2], b"{}\r\n"].concat(),
+        ] {
+            let mut whole = Parser::new(Side::Server, ParserLimits::default());
+            assert_eq!(whole.parse(&line), Err(ProtoError::MaxControlLine));
+            // Fed a byte at a time: refused too, once the blanks pass the cap.
+            let mut p = Parser::new(Side::Server, ParserLimits::default());
+            let end = (1..=line.len())
+                .find(|&n| p.parse(&line[..n]).is_err())
+                .expect("refused before the line ends");
+            assert!(end <= line.len() - 4, "refused at {end} of {}", line.len());
+        }
     }
 
     #[test]
