@@ -1299,6 +1299,39 @@ impl Conn {
 mod tests {
     use super::*;
 
+    /// What a [`Ctx`] borrows, owned by a test.
+    struct Sinks {
+        counters: Counters,
+        hist: Histogram<u64>,
+        tick_hist: Histogram<u64>,
+    }
+
+    impl Default for Sinks {
+        fn default() -> Sinks {
+            Sinks {
+                counters: Counters::default(),
+                hist: new_histogram(),
+                tick_hist: new_histogram(),
+            }
+        }
+    }
+
+    impl Sinks {
+        /// A chat-mode context over `rooms` rooms, at `now` within `times`.
+        fn chat_ctx(&mut self, rooms: usize, times: Times, now: u64) -> Ctx<'_> {
+            Ctx {
+                counters: &mut self.counters,
+                hist: &mut self.hist,
+                tick_hist: &mut self.tick_hist,
+                times,
+                rooms,
+                chat: true,
+                now,
+                acks: None,
+            }
+        }
+    }
+
     /// Feeds `input` to `conn` as the server's bytes; returns the ops it queued in reply
     /// (as the server would parse them) and clears its outbound buffer.
     fn feed(conn: &mut Conn, ctx: &mut Ctx<'_>, input: &[u8]) -> Result<Vec<String>, String> {
@@ -1348,22 +1381,16 @@ mod tests {
 
     #[test]
     fn chat_subscriber_joins_before_confirming_and_counts_hmsg() {
-        let mut counters = Counters::default();
-        let (mut hist, mut tick_hist) = (new_histogram(), new_histogram());
-        let mut ctx = Ctx {
-            counters: &mut counters,
-            hist: &mut hist,
-            tick_hist: &mut tick_hist,
-            times: Times {
+        let mut sinks = Sinks::default();
+        let mut ctx = sinks.chat_ctx(
+            2,
+            Times {
                 start_ns: 0,
                 measure_ns: 0,
                 end_ns: 1_000,
             },
-            rooms: 2,
-            chat: true,
-            now: 10,
-            acks: None,
-        };
+            10,
+        );
         // User 3 is in room 1, with the room's two publishers 1 and 3.
         let pairs = vec![Pair::default(), Pair::default()];
         let role = Role::Sub {
@@ -1419,18 +1446,8 @@ mod tests {
 
     #[test]
     fn chat_join_refusal_fails_the_connection() {
-        let mut counters = Counters::default();
-        let (mut hist, mut tick_hist) = (new_histogram(), new_histogram());
-        let mut ctx = Ctx {
-            counters: &mut counters,
-            hist: &mut hist,
-            tick_hist: &mut tick_hist,
-            times: Times::default(),
-            rooms: 1,
-            chat: true,
-            now: 0,
-            acks: None,
-        };
+        let mut sinks = Sinks::default();
+        let mut ctx = sinks.chat_ctx(1, Times::default(), 0);
         let role = Role::Sub {
             user: 0,
             room: 0,
@@ -1452,18 +1469,8 @@ mod tests {
 
     #[test]
     fn chat_publisher_is_its_user_and_confirms_at_once() {
-        let mut counters = Counters::default();
-        let (mut hist, mut tick_hist) = (new_histogram(), new_histogram());
-        let mut ctx = Ctx {
-            counters: &mut counters,
-            hist: &mut hist,
-            tick_hist: &mut tick_hist,
-            times: Times::default(),
-            rooms: 1,
-            chat: true,
-            now: 0,
-            acks: None,
-        };
+        let mut sinks = Sinks::default();
+        let mut ctx = sinks.chat_ctx(1, Times::default(), 0);
         let role = Role::Pub {
             id: 7,
             subject: chat::room_subject(0).into_bytes(),

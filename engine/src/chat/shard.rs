@@ -387,7 +387,7 @@ impl Shard {
                 if !is_member {
                     return Err(not_member(&name));
                 }
-                if is_admin && room.admins.len() == 1 {
+                if room.is_last_admin(me) {
                     return Err(ChatError::Conflict(
                         "the last admin cannot leave: promote another member or close the room"
                             .into(),
@@ -412,11 +412,8 @@ impl Shard {
                 Ok(json!({"room": &*name, "user": &*user}))
             }
             Op::Kick(_, user) => {
-                require_admin(is_admin, &name)?;
-                if !room.members.contains(&user) {
-                    return Err(user_not_member(&user, &name));
-                }
-                if room.admins.contains(&user) && room.admins.len() == 1 {
+                room.require_admin_over(is_admin, &user, &name)?;
+                if room.is_last_admin(&user) {
                     return Err(ChatError::Conflict(
                         "the last admin cannot be removed".into(),
                     ));
@@ -429,19 +426,13 @@ impl Shard {
                 Ok(json!({"room": &*name, "user": &*user}))
             }
             Op::Promote(_, user) => {
-                require_admin(is_admin, &name)?;
-                if !room.members.contains(&user) {
-                    return Err(user_not_member(&user, &name));
-                }
+                room.require_admin_over(is_admin, &user, &name)?;
                 room.admins.insert(user.clone());
                 Ok(json!({"room": &*name, "user": &*user}))
             }
             Op::Demote(_, user) => {
-                require_admin(is_admin, &name)?;
-                if !room.members.contains(&user) {
-                    return Err(user_not_member(&user, &name));
-                }
-                if room.admins.contains(&user) && room.admins.len() == 1 {
+                room.require_admin_over(is_admin, &user, &name)?;
+                if room.is_last_admin(&user) {
                     return Err(ChatError::Conflict(
                         "a room keeps at least one admin: promote another member first".into(),
                     ));
@@ -768,6 +759,25 @@ impl Room {
         *memberships += 1;
         self.members.insert(user.clone());
         self.version += 1;
+        Ok(())
+    }
+
+    /// Whether `user` is the room's only admin.
+    fn is_last_admin(&self, user: &Name) -> bool {
+        self.admins.len() == 1 && self.admins.contains(user)
+    }
+
+    /// The requester must be an admin, and `user` (whom the operation is about) a member.
+    fn require_admin_over(
+        &self,
+        is_admin: bool,
+        user: &Name,
+        name: &Name,
+    ) -> Result<(), ChatError> {
+        require_admin(is_admin, name)?;
+        if !self.members.contains(user) {
+            return Err(user_not_member(user, name));
+        }
         Ok(())
     }
 
