@@ -225,7 +225,6 @@ impl Envelope {
     pub fn weight(&self) -> u64 {
         const SLOT: u64 = 64;
         SLOT + match self {
-            Envelope::Publish(m) | Envelope::NoResponders(m) => m.weight(),
             Envelope::Deliver { msg, .. } | Envelope::DeliverOne { msg, .. } => msg.weight(),
             Envelope::Barrier(_) | Envelope::BarrierAck(_) => 0,
             Envelope::Chat(c) => c.weight(),
@@ -236,8 +235,6 @@ impl Envelope {
 /// One item on an inter-worker ring.
 #[derive(Debug)]
 pub enum Envelope {
-    /// To the subject's owner: match and fan out.
-    Publish(Arc<Msg>),
     /// To a subscribers' worker: deliver to every plain subscriber of `set` that lives here.
     Deliver {
         /// The message.
@@ -254,14 +251,12 @@ pub enum Envelope {
         /// Members already tried and found gone (bounded by `limits::QUEUE_REPICKS`).
         tries: u8,
     },
-    /// To a requester's worker: nobody answered `msg` (whose reply subject is set); send the
-    /// `503` status to the requester's subscriptions that match the reply subject.
-    NoResponders(Arc<Msg>),
-    /// To a subject owner, from a connection's worker, behind that connection's publishes on
-    /// the same ring: answer with [`Envelope::BarrierAck`] once they are all dispatched.
+    /// From a connection's worker, behind everything that connection's publishes and
+    /// requests sent on the same ring: answer with [`Envelope::BarrierAck`] (all of it has
+    /// been handled: deliveries written to the subscribers' outbound, requests applied).
     Barrier(ConnKey),
-    /// Back to the connection's worker: every publish sent before the barrier has been
-    /// dispatched, and its deliveries to this worker are ahead of this ack on the ring.
+    /// Back to the connection's worker: what was sent before the barrier has been handled,
+    /// and anything it sent back to this worker (chat answers) is ahead of this ack.
     BarrierAck(ConnKey),
     /// Chat traffic: requests to a conversation's owner and answers back.
     Chat(Box<ChatEnvelope>),

@@ -204,7 +204,7 @@ impl Worker {
             return;
         }
         if let Some(c) = self.clients.at(slot) {
-            c.remote_owners |= 1 << owner;
+            c.sent_to |= 1 << owner;
         }
         let env = ChatEnvelope::Request { from, op, to };
         self.send(owner, Envelope::Chat(Box::new(env)));
@@ -244,7 +244,7 @@ impl Worker {
             match effect {
                 Effect::Fanout { msg, sets } => {
                     let mut owned = Some(msg.clone());
-                    self.fan_out(&sets, &msg.view(), &mut owned, false);
+                    super::fanout::fan_out(self, &sets, &msg.view(), &mut owned, false);
                 }
                 Effect::Answer { conn, to, outcome } => {
                     let w = usize::from(conn.worker);

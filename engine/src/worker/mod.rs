@@ -1,11 +1,12 @@
-//! One worker thread: a mio `Poll` loop that owns a set of connections and a shard of
-//! subjects, and talks to the other workers only through SPSC rings.
+//! One worker thread: a mio `Poll` loop that owns a set of connections and a shard of chat
+//! conversations, and talks to the other workers only through SPSC rings.
 //!
-//! One loop iteration: drain the inbound rings (deliveries, and publishes this shard owns);
-//! adopt handed-over connections; read and parse every readable connection (publishes to
-//! subjects owned here are matched and delivered at once, others go to their owner's ring);
-//! commit the rings and ring the doorbells of parked peers; flush every connection that got
-//! data, once, with vectored writes; then park in `poll` if there is nothing left to do.
+//! One loop iteration: drain the inbound rings (deliveries, chat requests and answers);
+//! adopt handed-over connections; read and parse every readable connection (each publish is
+//! matched here and fanned out at once by [`fanout`]: local subscribers written, one envelope
+//! per set for each other worker); commit the rings and ring the doorbells of parked peers;
+//! flush every connection that got data, once, with vectored writes; then park in `poll` if
+//! there is nothing left to do.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
@@ -25,14 +26,15 @@ use crate::chat::shard::{Effect, Shard, ShardLimits};
 use crate::chat::Name;
 use crate::config::{Auth, Config};
 use crate::counters::{Counter, Counters};
-use crate::envelope::{Admit, ConnKey, Envelope, Msg, MsgView, Origin, SubRef, SubState};
+use crate::envelope::{Admit, ConnKey, Envelope, MsgView, Origin, SubRef, SubState};
 use crate::limits;
 use crate::park::Doorbell;
 use crate::ring::{Consumer, Full, Producer};
 use crate::subject::{self, Pattern};
-use crate::sublist::{Change, Placed, SubSet, Sublist};
+use crate::sublist::{Change, SubSet, Sublist};
 
 mod chat;
+mod fanout;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -164,9 +166,9 @@ struct Client {
     close: Option<CloseReason>,
     dirty: bool,
     write_blocked: bool,
-    /// Bit w set: this client published to a subject owned by worker w since its last
-    /// barrier.
-    remote_owners: u64,
+    /// Bit w set: this client's publishes or chat requests sent something to worker w
+    /// since its last barrier (a `PING` then waits for w).
+    sent_to: u64,
     /// Barriers sent and not yet acknowledged; while non-zero, parsing is paused.
     barriers_out: u32,
     /// PONGs to send when the barriers are acknowledged.
@@ -279,6 +281,33 @@ pub(crate) struct Worker {
     tick: Duration,
     next_tick: Instant,
     last_accept_warning: Option<Instant>,
+}
+
+/// The worker as the fan-out core sees it.
+impl fanout::Sink for Worker {
+    fn worker(&self) -> usize {
+        self.id
+    }
+
+    fn matches(&self, subject: &[u8], out: &mut Vec<fanout::Set>) {
+        self.shared.sublist.matches(subject, out);
+    }
+
+    fn deliver(&mut self, sub: &SubRef, view: &MsgView<'_>, check_echo: bool) -> bool {
+        Worker::deliver(self, sub, view, check_echo)
+    }
+
+    fn send(&mut self, to: usize, env: Envelope) {
+        Worker::send(self, to, env);
+    }
+
+    fn no_responders(&mut self, request: &MsgView<'_>) {
+        self.no_responders_here(request);
+    }
+
+    fn random(&mut self) -> u64 {
+        self.next_random()
+    }
 }
 
 /// The parts of a worker built on the spawning thread, before it moves to its own.
@@ -451,24 +480,10 @@ impl Worker {
 
     fn handle_envelope(&mut self, env: Envelope) {
         match env {
-            Envelope::Publish(msg) => {
-                let view = msg.view();
-                self.dispatch(&view, Some(&msg));
-            }
-            Envelope::Deliver { msg, set } => {
-                let view = msg.view();
-                let me = self.id;
-                for sub in set.plain.iter().filter(|s| s.worker() == me) {
-                    self.deliver(sub, &view, true);
-                }
-            }
+            Envelope::Deliver { msg, set } => fanout::deliver_set(self, &set, &msg.view()),
             Envelope::DeliverOne { msg, sub, tries } => {
-                let view = msg.view();
-                if !self.deliver(&sub, &view, true) {
-                    self.repick(&sub, &view, &msg, tries);
-                }
+                fanout::deliver_one(self, &sub, &msg, tries)
             }
-            Envelope::NoResponders(msg) => self.no_responders_here(&msg.view()),
             Envelope::Barrier(conn) => {
                 self.send(usize::from(conn.worker), Envelope::BarrierAck(conn))
             }
@@ -548,209 +563,6 @@ impl Worker {
     }
 
     // ----- matching and delivery --------------------------------------------------------
-
-    /// Matches a publish this shard owns and fans it out. `shared` is the message already in
-    /// an `Arc` if it came over a ring; a local publish is copied only if another worker
-    /// needs it.
-    fn dispatch(&mut self, view: &MsgView<'_>, shared: Option<&Arc<Msg>>) {
-        let mut sets = std::mem::take(&mut self.scratch);
-        self.shared.sublist.matches(view.subject, &mut sets);
-        // Nobody to answer: no match at all, or (echo off) only the requester itself.
-        let nobody = sets.is_empty()
-            || (view.reply.is_some()
-                && view.origin.no_responders
-                && !view.origin.echo
-                && sets.iter().all(|s| {
-                    s.plain
-                        .iter()
-                        .chain(s.queues.iter().flat_map(|g| g.members.iter()))
-                        .all(|m| m.0.conn == view.origin.conn)
-                }));
-        if nobody {
-            sets.clear();
-            self.scratch = sets;
-            if view.reply.is_some() && view.origin.no_responders {
-                let origin = usize::from(view.origin.conn.worker);
-                if origin == self.id {
-                    self.no_responders_here(view);
-                } else {
-                    let msg = shared
-                        .cloned()
-                        .unwrap_or_else(|| Arc::new(Msg::from_view(view)));
-                    self.send(origin, Envelope::NoResponders(msg));
-                }
-            }
-            return;
-        }
-        let mut owned: Option<Arc<Msg>> = shared.cloned();
-        self.fan_out(&sets, view, &mut owned, true);
-        sets.clear();
-        self.scratch = sets;
-    }
-
-    /// Delivers `view` to every plain subscriber of `sets` and one member of each queue
-    /// group. A queue member found gone is replaced by another only when `repick` (chat
-    /// deliveries go to filtered sets, which a fresh match would not respect).
-    fn fan_out(
-        &mut self,
-        sets: &[Arc<SubSet<SubRef>>],
-        view: &MsgView<'_>,
-        owned: &mut Option<Arc<Msg>>,
-        repick: bool,
-    ) {
-        let me = self.id;
-        let mut any_queue = false;
-        for set in sets {
-            any_queue |= !set.queues.is_empty();
-            let mut mask = set.plain_workers;
-            while mask != 0 {
-                let w = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                if w == me {
-                    for sub in set.plain.iter().filter(|s| s.worker() == me) {
-                        self.deliver(sub, view, true);
-                    }
-                } else {
-                    let msg = owned
-                        .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
-                        .clone();
-                    self.send(
-                        w,
-                        Envelope::Deliver {
-                            msg,
-                            set: set.clone(),
-                        },
-                    );
-                }
-            }
-        }
-        if any_queue {
-            self.pick_queue_members(sets, view, owned, repick);
-        }
-    }
-
-    /// Delivers to one member of each queue group, merging groups of the same name across
-    /// the matched sets (as nats-server does), chosen at random for an even spread. Members
-    /// that would not receive it (the publisher itself with echo off) are not candidates.
-    fn pick_queue_members(
-        &mut self,
-        sets: &[Arc<SubSet<SubRef>>],
-        view: &MsgView<'_>,
-        owned: &mut Option<Arc<Msg>>,
-        repick: bool,
-    ) {
-        if let [set] = sets {
-            // One matched set (the common case): its group names are distinct.
-            for group in set.queues.iter() {
-                if let Some(sub) = self.choose(&[&group.members[..]], view, None) {
-                    self.deliver_queued(sub, view, owned, repick);
-                }
-            }
-            return;
-        }
-        // Several sets: gather each name's member lists once (linear in the groups).
-        let mut by_name: HashMap<&[u8], Vec<&[SubRef]>> = HashMap::new();
-        for set in sets {
-            for group in set.queues.iter() {
-                by_name.entry(&group.name).or_default().push(&group.members);
-            }
-        }
-        for lists in by_name.values() {
-            if let Some(sub) = self.choose(lists, view, None) {
-                self.deliver_queued(sub, view, owned, repick);
-            }
-        }
-    }
-
-    /// One member, at random, among `lists` (one group's members, possibly from several
-    /// sets), skipping `exclude` and the publisher when it does not want its own messages.
-    fn choose(
-        &mut self,
-        lists: &[&[SubRef]],
-        view: &MsgView<'_>,
-        exclude: Option<&SubRef>,
-    ) -> Option<SubRef> {
-        let eligible =
-            |s: &SubRef| (view.origin.echo || s.0.conn != view.origin.conn) && Some(s) != exclude;
-        let total: usize = lists
-            .iter()
-            .map(|l| l.iter().filter(|s| eligible(s)).count())
-            .sum();
-        if total == 0 {
-            return None;
-        }
-        let mut k = (self.next_random() % total as u64) as usize;
-        for sub in lists.iter().flat_map(|l| l.iter()).filter(|s| eligible(s)) {
-            if k == 0 {
-                return Some(sub.clone());
-            }
-            k -= 1;
-        }
-        None
-    }
-
-    fn deliver_queued(
-        &mut self,
-        sub: SubRef,
-        view: &MsgView<'_>,
-        owned: &mut Option<Arc<Msg>>,
-        repick: bool,
-    ) {
-        let w = sub.worker();
-        let tries = if repick { 0 } else { limits::QUEUE_REPICKS };
-        if w == self.id {
-            if !self.deliver(&sub, view, true) && repick {
-                let msg = owned
-                    .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
-                    .clone();
-                self.repick(&sub, view, &msg, 0);
-            }
-        } else {
-            let msg = owned
-                .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
-                .clone();
-            self.send(w, Envelope::DeliverOne { msg, sub, tries });
-        }
-    }
-
-    /// The chosen queue member is gone: offer the message to another member of its group,
-    /// from a fresh snapshot, as nats-server would have (it picks among live members).
-    fn repick(&mut self, gone: &SubRef, view: &MsgView<'_>, msg: &Arc<Msg>, tries: u8) {
-        let Some(queue) = gone.0.queue.as_deref() else {
-            return;
-        };
-        if tries >= limits::QUEUE_REPICKS {
-            return;
-        }
-        let mut sets = std::mem::take(&mut self.scratch);
-        self.shared.sublist.matches(view.subject, &mut sets);
-        let lists: Vec<&[SubRef]> = sets
-            .iter()
-            .flat_map(|s| s.queues.iter())
-            .filter(|g| *g.name == *queue)
-            .map(|g| &g.members[..])
-            .collect();
-        let next = self.choose(&lists, view, Some(gone));
-        drop(lists);
-        sets.clear();
-        self.scratch = sets;
-        let Some(sub) = next else { return };
-        let w = sub.worker();
-        if w == self.id {
-            if !self.deliver(&sub, view, true) {
-                self.repick(&sub, view, msg, tries + 1);
-            }
-        } else {
-            self.send(
-                w,
-                Envelope::DeliverOne {
-                    msg: Arc::clone(msg),
-                    sub,
-                    tries: tries + 1,
-                },
-            );
-        }
-    }
 
     fn next_random(&mut self) -> u64 {
         // xorshift64: fast, no state shared between workers; only used to spread queue picks.
@@ -985,7 +797,7 @@ impl Worker {
             close: None,
             dirty: false,
             write_blocked: false,
-            remote_owners: 0,
+            sent_to: 0,
             barriers_out: 0,
             pongs_owed: 0,
             in_deferred: false,
@@ -1173,7 +985,7 @@ impl Worker {
         match op {
             Op::Connect(json) => self.handle_connect(slot, json),
             Op::Ping => {
-                if c.remote_owners == 0 {
+                if c.sent_to == 0 {
                     self.reply(slot, |w| proto::encode_pong(w));
                 } else {
                     c.pongs_owed += 1;
@@ -1309,31 +1121,25 @@ impl Worker {
             payload: p.payload,
             origin,
         };
-        let owner = subject::owner(p.subject, self.shared.config.workers);
-        if owner == self.id {
-            self.dispatch(&view, None);
-            return;
-        }
-        self.send(owner, Envelope::Publish(Arc::new(Msg::from_view(&view))));
-        if let Some(c) = self.clients.at(slot) {
-            c.remote_owners |= 1 << owner;
-            if strict {
-                // Verbose and pedantic sessions (people typing, conformance tests) get
-                // nats-server's strict sequencing: the publish's own deliveries land before
-                // the reply to the next op.
-                self.barrier(slot);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let sent = fanout::publish(self, &view, &mut scratch);
+        self.scratch = scratch;
+        if sent != 0 {
+            if let Some(c) = self.clients.at(slot) {
+                c.sent_to |= sent;
             }
         }
     }
 
-    /// Pauses the client's parsing until every shard it published to since the last
-    /// barrier has dispatched those publishes.
+    /// Pauses the client's parsing until every worker its publishes and requests reached
+    /// since the last barrier has handled them (their deliveries are in the subscribers'
+    /// outbound queues, chat owners have answered).
     fn barrier(&mut self, slot: usize) {
         let Some(c) = self.clients.at(slot) else {
             return;
         };
         let key = c.key;
-        let mut mask = std::mem::take(&mut c.remote_owners);
+        let mut mask = std::mem::take(&mut c.sent_to);
         c.barriers_out += mask.count_ones();
         while mask != 0 {
             let w = mask.trailing_zeros() as usize;
