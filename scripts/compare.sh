@@ -15,7 +15,8 @@
 #
 # Builds the engine and loadgen in release mode, installs nats-server and redis-server from
 # Debian if they are missing, then runs `loadgen compare` (which starts each server on a free
-# loopback port per run and writes results/<date>-compare.md, SVG plots and one JSON per run).
+# loopback port per run and writes results/<date>-compare.md and its SVG plots, and one JSON
+# per run into results/<date>-compare/, the folder named after the summary).
 # Extra arguments go to `loadgen compare`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

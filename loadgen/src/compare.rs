@@ -1,7 +1,9 @@
 //! `loadgen compare`: the same scenario set against the engine, nats-server and Redis,
 //! alternating servers within each repetition, each run against a freshly started server on
 //! a free loopback port. Writes `results/<date>-compare.md` (medians, ratios ours/peer, exact
-//! commands) and one latency-percentile SVG per scenario, next to the per-run JSON files.
+//! commands) and one latency-percentile SVG per scenario; each run's JSON goes into
+//! `results/<date>-compare/`, the folder named after the summary's file stem, which the
+//! summary links run by run.
 //!
 //! `engine-chat` is the engine measured with `loadgen run --chat` (rooms of its chat layer
 //! instead of plain subjects). It runs when named in `--servers`, and always (with the plain
@@ -60,7 +62,8 @@ pub struct CompareArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
-    /// Directory for the results.
+    /// Directory for the summary and plots; each run's JSON goes into a folder inside it
+    /// named after the summary.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
 }
@@ -243,6 +246,8 @@ struct RunRecord {
     server_cmd: String,
     loadgen_cmd: String,
     result: Result<Report, String>,
+    /// Where the run's JSON was written.
+    json: Option<PathBuf>,
 }
 
 /// Runs the comparison and returns the path of the markdown file.
@@ -284,6 +289,12 @@ pub fn compare(args: &CompareArgs, command_line: &str) -> Result<PathBuf, Error>
     }
     let kinds = table_kinds(&asked, &chosen);
     let (date, _) = crate::sysinfo::utc_stamp();
+    // The summary's name is chosen before the first run, so that the runs can be written into
+    // the folder of the same name; creating it now keeps a second comparison started later
+    // today from choosing the same name.
+    let stem = unique_stem(&args.out, &format!("{date}-compare"));
+    let runs_dir = args.out.join(&stem);
+    std::fs::create_dir_all(&runs_dir)?;
     let mut records: Vec<Vec<Vec<RunRecord>>> = chosen
         .iter()
         .map(|_| kinds.iter().map(|_| Vec::new()).collect())
@@ -300,7 +311,7 @@ pub fn compare(args: &CompareArgs, command_line: &str) -> Result<PathBuf, Error>
                     sc.name,
                     kind.name()
                 );
-                let record = run_one(args, sc, kind, rep, &date);
+                let record = run_one(args, sc, kind, rep, &runs_dir);
                 match &record.result {
                     Ok(report) => eprint!("{}", report.summary()),
                     Err(e) => eprintln!("   failed: {e}"),
@@ -309,7 +320,7 @@ pub fn compare(args: &CompareArgs, command_line: &str) -> Result<PathBuf, Error>
             }
         }
     }
-    let md = render(args, command_line, &date, &chosen, &kinds, &records)?;
+    let md = render(args, command_line, &date, &stem, &chosen, &kinds, &records)?;
     eprintln!("wrote {}", md.display());
     Ok(md)
 }
@@ -338,8 +349,13 @@ fn runs_on(sc: &Scenario, kind: Kind, asked: &[Kind]) -> bool {
     }
 }
 
-fn run_one(args: &CompareArgs, sc: &Scenario, kind: Kind, rep: usize, date: &str) -> RunRecord {
-    let _ = date;
+fn run_one(
+    args: &CompareArgs,
+    sc: &Scenario,
+    kind: Kind,
+    rep: usize,
+    runs_dir: &Path,
+) -> RunRecord {
     let port = match free_port() {
         Ok(p) => p,
         Err(e) => {
@@ -348,6 +364,7 @@ fn run_one(args: &CompareArgs, sc: &Scenario, kind: Kind, rep: usize, date: &str
                 server_cmd: String::new(),
                 loadgen_cmd: String::new(),
                 result: Err(format!("no free port: {e}")),
+                json: None,
             }
         }
     };
@@ -370,7 +387,9 @@ fn run_one(args: &CompareArgs, sc: &Scenario, kind: Kind, rep: usize, date: &str
         warmup: args.warmup,
         drain: args.drain,
         threads: args.threads,
-        out: args.out.clone(),
+        // Saved below rather than by `run`, which does not hand back the path the summary
+        // links to.
+        no_save: true,
         label: Some(format!("compare-{}-{}-r{rep}", sc.name, kind.name())),
         ..Config::default()
     };
@@ -379,6 +398,7 @@ fn run_one(args: &CompareArgs, sc: &Scenario, kind: Kind, rep: usize, date: &str
         server_cmd,
         loadgen_cmd: String::new(),
         result: Err("not run".to_string()),
+        json: None,
     };
     let mut child = match cmd
         .stdin(Stdio::null())
@@ -403,6 +423,15 @@ fn run_one(args: &CompareArgs, sc: &Scenario, kind: Kind, rep: usize, date: &str
     };
     let _ = child.kill();
     let _ = child.wait();
+    if let Ok(report) = &record.result {
+        match report.write_json(runs_dir) {
+            Ok(path) => {
+                eprintln!("  wrote        {}", path.display());
+                record.json = Some(path);
+            }
+            Err(e) => record.result = Err(format!("cannot write the JSON: {e}")),
+        }
+    }
     record
 }
 
@@ -579,30 +608,39 @@ fn ratio(ours: f64, peer: f64) -> String {
     }
 }
 
-fn unique_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
-    let mut p = dir.join(format!("{stem}.{ext}"));
+/// `base`, or `base-2`, `base-3`, …: the first name free in `dir` both as `<name>.md` (the
+/// summary) and as `<name>/` (the folder of its runs' JSON).
+fn unique_stem(dir: &Path, base: &str) -> String {
+    let taken = |stem: &str| dir.join(format!("{stem}.md")).exists() || dir.join(stem).exists();
+    let mut stem = base.to_string();
     let mut n = 1;
-    while p.exists() {
+    while taken(&stem) {
         n += 1;
-        p = dir.join(format!("{stem}-{n}.{ext}"));
+        stem = format!("{base}-{n}");
     }
-    p
+    stem
+}
+
+/// The link from the summary (in the results directory) to a run's JSON in the folder `stem`.
+fn json_link(stem: &str, json: &Path) -> String {
+    let file = json
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    format!("[JSON]({stem}/{file})")
 }
 
 fn render(
     args: &CompareArgs,
     command_line: &str,
     date: &str,
+    stem: &str,
     scenarios: &[Scenario],
     kinds: &[Kind],
     records: &[Vec<Vec<RunRecord>>],
 ) -> Result<PathBuf, Error> {
     std::fs::create_dir_all(&args.out)?;
-    let md_path = unique_path(&args.out, &format!("{date}-compare"), "md");
-    let stem = md_path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let md_path = args.out.join(format!("{stem}.md"));
     let machine = crate::sysinfo::machine();
     let git = crate::sysinfo::git();
     let mut md = String::new();
@@ -645,6 +683,11 @@ fn render(
         md,
         "Reproduce: `scripts/compare.sh` (options as for `loadgen compare`). This run: \
          `{command_line}`\n"
+    );
+    let _ = writeln!(
+        md,
+        "Raw figures: one `loadgen-run/1` JSON per run in [{stem}/]({stem}/), linked from \
+         each run below.\n"
     );
     let _ = writeln!(
         md,
@@ -777,13 +820,17 @@ fn render(
                     Ok(rep) => {
                         let _ = writeln!(
                             md,
-                            "  → {} deliveries/s, p50 {}, p99 {}, max {}, lost {}, slow consumers {}",
+                            "  → {} deliveries/s, p50 {}, p99 {}, max {}, lost {}, slow consumers {}{}",
                             num(rep.deliveries.per_sec),
                             lat(rep.latency.summary.p50_us),
                             lat(rep.latency.summary.p99_us),
                             lat(rep.latency.summary.max_us),
                             rep.integrity.lost,
-                            rep.disconnects.slow_consumer
+                            rep.disconnects.slow_consumer,
+                            r.json
+                                .as_deref()
+                                .map(|j| format!(" ({})", json_link(stem, j)))
+                                .unwrap_or_default()
                         );
                     }
                     Err(e) => {
@@ -898,6 +945,30 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(vec![]).is_nan());
+    }
+
+    #[test]
+    fn runs_go_into_the_folder_named_after_the_summary() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir =
+            std::env::temp_dir().join(format!("loadgen-compare-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        assert_eq!(unique_stem(&dir, "d-compare"), "d-compare");
+        // A summary of that name, or a folder of runs of that name, takes the name.
+        std::fs::write(dir.join("d-compare.md"), "").expect("write");
+        assert_eq!(unique_stem(&dir, "d-compare"), "d-compare-2");
+        std::fs::create_dir(dir.join("d-compare-2")).expect("mkdir");
+        assert_eq!(unique_stem(&dir, "d-compare"), "d-compare-3");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let json = Path::new("results/d-compare-3/d-compare-low-load-1to1-engine-r1-120000.json");
+        assert_eq!(
+            json_link("d-compare-3", json),
+            "[JSON](d-compare-3/d-compare-low-load-1to1-engine-r1-120000.json)"
+        );
     }
 
     #[test]
