@@ -7,12 +7,17 @@
 //! - [`subject`]: validated [`subject::Pattern`]s and publish-subject checks.
 //! - [`sublist`]: the subscription index: immutable snapshots swapped with arc-swap.
 //! - [`limits`]: every cap, with its unit and why it has that value.
+//! - [`router`]: who owns a conversation: a local worker today, a remote node later.
 //! - [`chat`]: users, rooms, direct messages, presence and history on `$CHAT.` subjects.
 //! - [`cli`]: the `engine` command line and its translation into a [`config::Config`].
 //! - [`config`]: the server's settings, with embedded defaults.
 //! - [`counters`]: per-worker counters, written by their worker only.
 //! - [`envelope`]: what crosses the rings: messages, deliveries, subscription handles.
-//! - `worker`: one thread's mio loop: connections, parsing, dispatch, flushing.
+//! - `worker`: one thread's mio loop (`mod.rs`), split along its seams: `conn` (a
+//!   connection's state behind its transport, accept/read/flush/close), `links` (the rings,
+//!   overflow, byte budget and doorbells), `fanout` (matching and fan-out, no I/O, behind a
+//!   `Sink`), `session` (op handling and the `PING` barrier), `chat` (the chat layer's
+//!   requests, effects and answers).
 //! - [`server`]: runs the workers on an already-bound listener until shutdown.
 //!
 //! # Never
@@ -31,6 +36,7 @@ mod loom_models;
 pub mod park;
 #[allow(unsafe_code)]
 pub mod ring;
+pub mod router;
 pub mod server;
 pub mod subject;
 pub mod sublist;

@@ -17,8 +17,8 @@
 //! subject with an empty token (`foo.`, `foo..bar`, `.foo`) is accepted and delivered to
 //! nobody, not even to `SUB >`; [`Pattern::matches`] and the sublist follow that.
 //!
-//! [`owner`] picks the worker that owns a subject: a small, fixed, unseeded hash, so every
-//! worker (and every run) agrees on it.
+//! [`owner`] is the hash the router ([`crate::router`]) spreads conversations over workers
+//! with: small, fixed and unseeded, so every worker (and every run) agrees on it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -191,7 +191,7 @@ pub fn check_publish(subject: &[u8], pedantic: bool) -> Result<(), SubjectError>
     Ok(())
 }
 
-/// The worker, in `0..workers`, that owns `subject`.
+/// The worker, in `0..workers`, that a name hashes to (the router's hash).
 ///
 /// The hash is fixed (no per-process seed) so the answer is the same on every thread and in
 /// every run; it reads the bytes eight at a time, FxHash-style, then spreads the result over

@@ -7,8 +7,8 @@
 //!   it answers with [`shard::Effect`]s the worker carries out.
 //! - [`history`]: the bounded window of recent messages each conversation keeps.
 //!
-//! Every room and direct conversation has one owner worker, chosen by hashing its name (see
-//! [`owner_of_room`], [`owner_of_dm`]) as a plain subject's owner is. Everything that touches a
+//! Every room and direct conversation has one owner worker, chosen by hashing its name (the
+//! [`crate::router::Router`] answers). Everything that touches a
 //! conversation is applied there, one at a time, which is what gives a room one total order
 //! with gap-free sequence numbers, exact member limits and presence without locks.
 
@@ -22,7 +22,6 @@ use serde_json::{json, Value};
 
 use crate::envelope::ConnKey;
 use crate::limits;
-use crate::subject;
 
 /// A user or room name: validated by [`parse_name`].
 pub type Name = Arc<str>;
@@ -79,21 +78,6 @@ pub fn classify(subject: &[u8]) -> Target<'_> {
     } else {
         Target::Refused
     }
-}
-
-/// The worker that owns a room.
-pub fn owner_of_room(room: &str, workers: usize) -> usize {
-    subject::owner(room.as_bytes(), workers)
-}
-
-/// The worker that owns the direct conversation between two users (either order).
-pub fn owner_of_dm(a: &str, b: &str, workers: usize) -> usize {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let mut key = Vec::with_capacity(lo.len() + hi.len() + 1);
-    key.extend_from_slice(lo.as_bytes());
-    key.push(b' ');
-    key.extend_from_slice(hi.as_bytes());
-    subject::owner(&key, workers)
 }
 
 /// A refused chat operation, by the codes of docs/chat.md. The refusals a published message

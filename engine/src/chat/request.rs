@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{owner_of_dm, owner_of_room, parse_name, ChatError, Name};
+use super::{parse_name, ChatError, Name};
 use crate::envelope::Msg;
 use crate::limits;
 
@@ -19,14 +19,6 @@ pub enum Conv {
 }
 
 impl Conv {
-    /// The worker that owns this conversation, for a requester named `me`.
-    pub fn owner(&self, me: &str, workers: usize) -> usize {
-        match self {
-            Conv::Room(room) => owner_of_room(room, workers),
-            Conv::Dm(peer) => owner_of_dm(me, peer, workers),
-        }
-    }
-
     /// The subject a message to this conversation is delivered on.
     pub fn subject(&self) -> Vec<u8> {
         let (prefix, name) = match self {
@@ -148,16 +140,6 @@ impl Op {
             | Op::History(Conv::Room(room), _)
             | Op::Publish(Conv::Room(room), _) => Some(room),
             Op::List(_) | Op::History(Conv::Dm(_), _) | Op::Publish(Conv::Dm(_), _) => None,
-        }
-    }
-
-    /// The worker that applies this operation, for a requester named `me` (`None`: every
-    /// worker, for `rooms.list`).
-    pub fn owner(&self, me: &str, workers: usize) -> Option<usize> {
-        match self {
-            Op::List(_) => None,
-            Op::History(conv, _) | Op::Publish(conv, _) => Some(conv.owner(me, workers)),
-            op => op.room().map(|room| owner_of_room(room, workers)),
         }
     }
 }

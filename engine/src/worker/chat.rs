@@ -8,12 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use net::proto::{self, Publish};
 use serde_json::{json, Value};
 
-use super::{Client, Identity, Worker};
+use super::conn::{Client, Identity};
+use super::Worker;
 use crate::chat::request::{self, Conv, Op, Request};
 use crate::chat::shard::{Ctx, Effect};
 use crate::chat::{self as chat_layer, ChatError, Name, Outcome, ReplyTo, Requester, Target};
 use crate::envelope::{ChatEnvelope, ConnKey, Envelope, Msg, MsgView, Origin};
 use crate::limits;
+use crate::router::Route;
 
 /// A request waiting for several workers' answers.
 #[derive(Debug)]
@@ -125,8 +127,7 @@ impl Worker {
                 }
             }
             Request::Op(op) => {
-                let workers = self.shared.config.workers;
-                let Some(owner) = op.owner(&from.user, workers) else {
+                let Some(Route::Worker(owner)) = self.router.op(&op, &from.user) else {
                     return;
                 };
                 if let Op::Join(room) = &op {
@@ -147,7 +148,6 @@ impl Worker {
                 self.chat_request(slot, owner, from, op, to);
             }
             Request::Broadcast { targets, data } => {
-                let workers = self.shared.config.workers;
                 let n = targets.len();
                 let kind = GatherKind::Broadcast(targets.clone());
                 let Some(id) = self.start_gather(slot, to, kind, n) else {
@@ -163,7 +163,7 @@ impl Worker {
                     origin,
                 }));
                 for (i, conv) in targets.into_iter().enumerate() {
-                    let owner = conv.owner(&from.user, workers);
+                    let Route::Worker(owner) = self.router.conversation(&conv, &from.user);
                     let part = ReplyTo::Part {
                         id,
                         index: i as u32,
@@ -427,7 +427,8 @@ impl Worker {
         let workers = self.shared.config.workers;
         let mut by_owner: Vec<Vec<Name>> = vec![Vec::new(); workers];
         for room in &c.chat_rooms {
-            by_owner[chat_layer::owner_of_room(room, workers)].push(room.clone());
+            let Route::Worker(w) = self.router.room(room);
+            by_owner[w].push(room.clone());
         }
         for (w, rooms) in by_owner.into_iter().enumerate() {
             if rooms.is_empty() {

@@ -8,8 +8,8 @@
 //! flush every connection that got data, once, with vectored writes; then park in `poll` if
 //! there is nothing left to do.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{self, Read};
+use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,24 +17,28 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use net::outbound::{ChunkPool, Flushed, Outbound};
-use net::proto::{self, Op, Parser, ParserLimits, ProtoError, Publish, Side};
-use tracing::{debug, info, warn};
+use mio::{Events, Poll, Token, Waker};
+use net::outbound::{ChunkPool, Flushed};
+use net::proto;
 
 use crate::chat::shard::{Effect, Shard, ShardLimits};
-use crate::chat::Name;
-use crate::config::{Auth, Config};
+use crate::config::Config;
 use crate::counters::{Counter, Counters};
-use crate::envelope::{Admit, ConnKey, Envelope, MsgView, Origin, SubRef, SubState};
+use crate::envelope::{Admit, Envelope, MsgView, SubRef};
 use crate::limits;
 use crate::park::Doorbell;
-use crate::ring::{Consumer, Full, Producer};
-use crate::subject::{self, Pattern};
+use crate::ring::{Consumer, Producer};
+use crate::router::Router;
 use crate::sublist::{Change, SubSet, Sublist};
 
 mod chat;
+mod conn;
 mod fanout;
+mod links;
+mod session;
+
+use conn::{CloseReason, Slab};
+use links::Links;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -75,171 +79,6 @@ impl Shared {
     }
 }
 
-/// Why a connection was closed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CloseReason {
-    /// The client closed its end.
-    #[error("client closed")]
-    ClientClosed,
-    /// The client sent bytes nats-server rejects.
-    #[error("protocol error: {0}")]
-    Protocol(ProtoError),
-    /// HPUB from a client that did not enable headers.
-    #[error("message headers not supported")]
-    HeadersNotSupported,
-    /// CONNECT asked for no_responders without headers.
-    #[error("no responders requires headers support")]
-    NoRespondersWithoutHeaders,
-    /// Wrong or missing credentials.
-    #[error("authorization violation")]
-    AuthViolation,
-    /// No CONNECT within the auth timeout.
-    #[error("authentication timeout")]
-    AuthTimeout,
-    /// Pending outbound bytes passed `max_pending`.
-    #[error("slow consumer")]
-    SlowConsumer,
-    /// Unanswered PINGs passed `ping_max`.
-    #[error("stale connection")]
-    StaleConnection,
-    /// Too many connections on the server.
-    #[error("maximum connections exceeded")]
-    MaxConnections,
-    /// Reading or writing the socket failed.
-    #[error("i/o error: {0}")]
-    Io(io::ErrorKind),
-    /// The server is shutting down.
-    #[error("server shutdown")]
-    ServerShutdown,
-}
-
-impl CloseReason {
-    /// The `-ERR` text sent before closing, where nats-server sends one.
-    fn err_text(&self) -> Option<&'static str> {
-        match self {
-            CloseReason::Protocol(e) => e.err_text(),
-            CloseReason::NoRespondersWithoutHeaders => {
-                Some("'no responders requires headers support'")
-            }
-            CloseReason::AuthViolation => Some("'Authorization Violation'"),
-            CloseReason::AuthTimeout => Some("'Authentication Timeout'"),
-            CloseReason::StaleConnection => Some("'Stale Connection'"),
-            CloseReason::MaxConnections => Some("'maximum connections exceeded'"),
-            _ => None,
-        }
-    }
-}
-
-/// A client's CONNECT options (nats-server's defaults before any CONNECT).
-#[derive(Debug, Clone)]
-struct Opts {
-    verbose: bool,
-    pedantic: bool,
-    echo: bool,
-    headers: bool,
-    no_responders: bool,
-    authed: bool,
-}
-
-/// One client connection owned by this worker.
-#[derive(Debug)]
-struct Client {
-    key: ConnKey,
-    id: u64,
-    stream: TcpStream,
-    peer: SocketAddr,
-    parser: Parser,
-    /// The unparsed tail of earlier reads (empty unless a read split an op).
-    partial: Vec<u8>,
-    out: Outbound,
-    opts: Opts,
-    /// The options of the last CONNECT (nats-server's defaults before any).
-    connect: proto::Connect,
-    /// Whether a CONNECT has been accepted.
-    connected: bool,
-    subs: HashMap<Box<[u8]>, SubRef>,
-    pings_out: u32,
-    /// Bytes arrived since the last ping check.
-    active: bool,
-    next_ping: Instant,
-    auth_deadline: Option<Instant>,
-    close: Option<CloseReason>,
-    dirty: bool,
-    write_blocked: bool,
-    /// Bit w set: this client's publishes or chat requests sent something to worker w
-    /// since its last barrier (a `PING` then waits for w).
-    sent_to: u64,
-    /// Barriers sent and not yet acknowledged; while non-zero, parsing is paused.
-    barriers_out: u32,
-    /// PONGs to send when the barriers are acknowledged.
-    pongs_owed: u32,
-    /// Whether the slot is already queued in `Worker::deferred`.
-    in_deferred: bool,
-    /// Who the client is, for chat (from its first CONNECT).
-    identity: Identity,
-    /// Rooms this session joined (`room.join`), to leave their presence when it closes.
-    chat_rooms: HashSet<Name>,
-    /// Gathered chat requests of this client still waiting for answers.
-    gathers: usize,
-}
-
-/// A connection's chat identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Identity {
-    /// CONNECT named no user.
-    Anonymous,
-    /// CONNECT named a user that is not a valid chat name.
-    Invalid,
-    /// A valid user name.
-    User(Name),
-}
-
-struct Slot {
-    gen: u32,
-    client: Option<Client>,
-}
-
-/// The worker's connection table: slots reused through a free list, each with a
-/// generation so that a stale [`ConnKey`] never reaches a newer client.
-struct Slab {
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-}
-
-impl Slab {
-    fn get_mut(&mut self, key: ConnKey) -> Option<&mut Client> {
-        let slot = self.slots.get_mut(key.slot as usize)?;
-        if slot.gen != key.gen {
-            return None;
-        }
-        slot.client.as_mut()
-    }
-
-    fn at(&mut self, slot: usize) -> Option<&mut Client> {
-        self.slots.get_mut(slot)?.client.as_mut()
-    }
-
-    fn vacant(&mut self) -> (u32, u32) {
-        if let Some(i) = self.free.pop() {
-            let gen = self.slots[i as usize].gen;
-            return (i, gen);
-        }
-        self.slots.push(Slot {
-            gen: 0,
-            client: None,
-        });
-        ((self.slots.len() - 1) as u32, 0)
-    }
-
-    fn remove(&mut self, slot: usize) -> Option<Client> {
-        let s = self.slots.get_mut(slot)?;
-        let c = s.client.take()?;
-        s.gen = s.gen.wrapping_add(1);
-        self.free.push(slot as u32);
-        Some(c)
-    }
-}
-
 /// One worker: everything its thread owns.
 pub(crate) struct Worker {
     id: usize,
@@ -248,18 +87,10 @@ pub(crate) struct Worker {
     listener: Option<TcpListener>,
     next_assign: usize,
     handoff: flume::Receiver<TcpStream>,
-    inbound: Vec<Consumer<Envelope>>,
-    /// The worker each inbound ring comes from.
-    inbound_from: Vec<usize>,
-    /// Bytes consumed from each inbound ring so far (mirrors `Shared::consumed`).
-    consumed_local: Vec<u64>,
-    producers: Vec<Option<Producer<Envelope>>>,
-    /// Bytes pushed to each outbound ring so far.
-    produced: Vec<u64>,
-    overflow: Vec<VecDeque<Envelope>>,
-    overflowing: usize,
-    /// Bit w set: something was pushed to worker w's ring and not yet committed.
-    pushed: u64,
+    /// The rings to and from every other worker.
+    links: Links,
+    /// Who owns each conversation.
+    router: Router,
     clients: Slab,
     rbuf: Vec<u8>,
     pool: ChunkPool,
@@ -336,14 +167,14 @@ impl Worker {
             listener: parts.listener,
             next_assign: 0,
             handoff: parts.handoff,
-            consumed_local: vec![0; parts.inbound.len()],
-            inbound: parts.inbound,
-            inbound_from: parts.inbound_from,
-            producers: parts.producers,
-            produced: vec![0; workers],
-            overflow: (0..workers).map(|_| VecDeque::new()).collect(),
-            overflowing: 0,
-            pushed: 0,
+            router: Router::new(workers),
+            links: Links::new(
+                parts.id,
+                Arc::clone(&shared),
+                parts.inbound,
+                parts.inbound_from,
+                parts.producers,
+            ),
             clients: Slab {
                 slots: Vec::new(),
                 free: Vec::new(),
@@ -390,7 +221,7 @@ impl Worker {
             }
             self.drain_inbound();
             self.adopt_handoffs();
-            self.retry_overflow();
+            self.links.retry_overflow();
             self.read_deferred();
             self.end_of_batch();
             let now = Instant::now();
@@ -406,7 +237,7 @@ impl Worker {
                 if self.busy() || !self.handoff.is_empty() {
                     self.shared.doorbells[self.id].cancel_park();
                     Some(Duration::ZERO)
-                } else if self.overflowing > 0 {
+                } else if self.links.overflowing() {
                     // Waiting for a peer to drain a full ring: nap, but stay wakeable.
                     Some(limits::OVERFLOW_NAP)
                 } else {
@@ -445,8 +276,7 @@ impl Worker {
     /// Whether there is work that must not wait for an event: inbound envelopes, or reads
     /// that were deferred and may go ahead (not while a ring is overflowing).
     fn busy(&mut self) -> bool {
-        (!self.deferred.is_empty() && self.overflowing == 0)
-            || self.inbound.iter_mut().any(|c| !c.is_empty())
+        (!self.deferred.is_empty() && !self.links.overflowing()) || self.links.has_inbound()
     }
 
     /// Flushes, closes what must close, and publishes ring pushes.
@@ -457,25 +287,17 @@ impl Worker {
         self.commit();
     }
 
-    // ----- rings ------------------------------------------------------------------------
-
     fn drain_inbound(&mut self) {
-        let mut inbound = std::mem::take(&mut self.inbound);
+        let mut inbound = self.links.take_inbound();
         for (i, consumer) in inbound.iter_mut().enumerate() {
             let mut bytes = 0;
             consumer.pop_batch(limits::RING_CAPACITY_ITEMS, |env| {
                 bytes += env.weight();
                 self.handle_envelope(env);
             });
-            if bytes > 0 {
-                self.consumed_local[i] += bytes;
-                let cell = &self.shared.consumed
-                    [self.inbound_from[i] * self.shared.config.workers + self.id];
-                // Relaxed: a flow-control figure only; the ring's own indices order the data.
-                cell.store(self.consumed_local[i], Ordering::Relaxed);
-            }
+            self.links.consumed(i, bytes);
         }
-        self.inbound = inbound;
+        self.links.return_inbound(inbound);
     }
 
     fn handle_envelope(&mut self, env: Envelope) {
@@ -494,75 +316,12 @@ impl Worker {
 
     /// Queues `env` for worker `to`: on its ring, or behind earlier overflow.
     fn send(&mut self, to: usize, env: Envelope) {
-        if !self.overflow[to].is_empty() {
-            // Behind earlier overflow, to keep the ring's FIFO order.
-            self.overflow[to].push_back(env);
-            self.overflowing += 1;
-            return;
-        }
-        if let Err(env) = self.try_send(to, env) {
-            self.counters().add(Counter::RingFull, 1);
-            self.overflow[to].push_back(env);
-            self.overflowing += 1;
-        }
+        self.links.send(to, env);
     }
 
-    /// Pushes onto the ring toward `to` unless it is full in slots or in bytes.
-    fn try_send(&mut self, to: usize, env: Envelope) -> Result<(), Envelope> {
-        let weight = env.weight();
-        let cell = &self.shared.consumed[self.id * self.shared.config.workers + to];
-        // Relaxed: see `drain_inbound`; a stale value only makes the budget stricter.
-        let in_flight = self.produced[to] - cell.load(Ordering::Relaxed);
-        if in_flight > 0 && in_flight + weight > limits::RING_BUDGET_BYTES {
-            return Err(env);
-        }
-        let Some(producer) = self.producers[to].as_mut() else {
-            return Ok(());
-        };
-        match producer.try_push_deferred(env) {
-            Ok(()) => {
-                self.pushed |= 1 << to;
-                self.produced[to] += weight;
-                Ok(())
-            }
-            Err(Full(env)) => Err(env),
-        }
-    }
-
-    /// Publishes deferred pushes and wakes peers that are parked.
     fn commit(&mut self) {
-        let mut mask = std::mem::take(&mut self.pushed);
-        while mask != 0 {
-            let w = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            if let Some(p) = self.producers[w].as_mut() {
-                p.commit();
-            }
-            if self.shared.doorbells[w].ring() {
-                let _ = self.shared.wakers[w].wake();
-            }
-        }
+        self.links.commit();
     }
-
-    fn retry_overflow(&mut self) {
-        if self.overflowing == 0 {
-            return;
-        }
-        for to in 0..self.overflow.len() {
-            while let Some(env) = self.overflow[to].pop_front() {
-                match self.try_send(to, env) {
-                    Ok(()) => self.overflowing -= 1,
-                    Err(env) => {
-                        self.overflow[to].push_front(env);
-                        break;
-                    }
-                }
-            }
-        }
-        self.commit();
-    }
-
-    // ----- matching and delivery --------------------------------------------------------
 
     fn next_random(&mut self) -> u64 {
         // xorshift64: fast, no state shared between workers; only used to spread queue picks.
@@ -630,10 +389,7 @@ impl Worker {
         // The cap is on what the socket will not take, not on what this batch has not
         // flushed yet: write now (even if the last write would have blocked: the reader may
         // have drained since), and judge by what is left.
-        match c
-            .out
-            .flush_to(&mut c.stream, &mut self.pool, limits::MAX_IOVECS)
-        {
+        match c.transport.flush(&mut c.out, &mut self.pool) {
             Ok(Flushed::All) => {}
             Ok(Flushed::Blocked) => {
                 c.write_blocked = true;
@@ -677,667 +433,6 @@ impl Worker {
             .collect();
         for sub in &subs {
             self.deliver(sub, view, false);
-        }
-    }
-
-    // ----- connections ------------------------------------------------------------------
-
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _peer)) => {
-                    let workers = self.shared.config.workers;
-                    let to = self.next_assign % workers;
-                    self.next_assign = self.next_assign.wrapping_add(1);
-                    if to == self.id {
-                        self.adopt(stream);
-                    } else if self.shared.handoff[to].send(stream).is_ok() {
-                        let _ = self.shared.wakers[to].wake();
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    // That one connection failed; the rest of the backlog is still there.
-                    continue;
-                }
-                Err(e) => {
-                    // Out of file descriptors, typically: leave the rest in the backlog
-                    // until a close frees one (the next tick retries). Logged once a second
-                    // at most.
-                    let now = Instant::now();
-                    if self
-                        .last_accept_warning
-                        .is_none_or(|t| now - t >= Duration::from_secs(1))
-                    {
-                        self.last_accept_warning = Some(now);
-                        warn!(error = %e, "accept failed");
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    fn adopt_handoffs(&mut self) {
-        while let Ok(stream) = self.handoff.try_recv() {
-            self.adopt(stream);
-        }
-    }
-
-    fn adopt(&mut self, mut stream: TcpStream) {
-        let peer = match stream.peer_addr() {
-            Ok(p) => p,
-            Err(_) => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let (slot, gen) = self.clients.vacant();
-        let token = Token(slot as usize + FIRST_CONN);
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            warn!(error = %e, "register failed");
-            self.clients.free.push(slot);
-            return;
-        }
-        let cfg = &self.shared.config;
-        // Relaxed: a unique id is all that is needed; no other memory depends on it.
-        let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let key = ConnKey {
-            worker: self.id as u16,
-            slot,
-            gen,
-        };
-        let mut client = Client {
-            key,
-            id,
-            stream,
-            peer,
-            parser: {
-                let mut p = Parser::new(
-                    Side::Server,
-                    ParserLimits {
-                        max_control_line_bytes: cfg.max_control_line,
-                        max_payload_bytes: cfg.max_payload,
-                    },
-                );
-                // HPUB is refused (silently, as nats-server) until CONNECT enables headers.
-                p.set_headers_allowed(false);
-                p
-            },
-            partial: Vec::new(),
-            out: Outbound::default(),
-            opts: Opts {
-                verbose: true,
-                pedantic: true,
-                echo: true,
-                headers: false,
-                no_responders: false,
-                authed: !cfg.auth.required(),
-            },
-            connect: proto::Connect::default(),
-            connected: false,
-            subs: HashMap::new(),
-            pings_out: 0,
-            active: false,
-            next_ping: now + cfg.ping_interval,
-            auth_deadline: cfg.auth.required().then(|| now + cfg.auth_timeout),
-            close: None,
-            dirty: false,
-            write_blocked: false,
-            sent_to: 0,
-            barriers_out: 0,
-            pongs_owed: 0,
-            in_deferred: false,
-            identity: Identity::Anonymous,
-            chat_rooms: HashSet::new(),
-            gathers: 0,
-        };
-        let info = proto::Info {
-            server_id: self.shared.server_id.clone(),
-            server_name: if cfg.server_name.is_empty() {
-                self.shared.server_id.clone()
-            } else {
-                cfg.server_name.clone()
-            },
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            proto: 1,
-            host: self.shared.addr.ip().to_string(),
-            port: self.shared.addr.port(),
-            headers: true,
-            max_payload: cfg.max_payload as _,
-            client_id: id,
-            client_ip: peer.ip().to_string(),
-            auth_required: cfg.auth.required(),
-        };
-        proto::encode_info(&mut client.out.writer(&mut self.pool), &info);
-        // AcqRel-free: a plain counter for the connection cap. Relaxed: no other memory
-        // depends on it, and a momentary overshoot of one is harmless.
-        let open = self.shared.open.fetch_add(1, Ordering::Relaxed) + 1;
-        self.clients.slots[slot as usize].client = Some(client);
-        self.counters().add(Counter::Accepted, 1);
-        debug!(cid = id, %peer, worker = self.id, "accepted");
-        if open > limits::MAX_CONNECTIONS {
-            self.fail(slot as usize, CloseReason::MaxConnections);
-        }
-        self.mark_dirty(slot as usize);
-    }
-
-    fn mark_dirty(&mut self, slot: usize) {
-        if let Some(c) = self.clients.at(slot) {
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(slot);
-            }
-        }
-    }
-
-    /// Reads until the socket would block, a budget runs out, or the rings push back.
-    fn handle_readable(&mut self, slot: usize) {
-        for _ in 0..limits::READS_PER_EVENT {
-            if self.overflowing > 0 {
-                // Backpressure: leave the bytes in the kernel (and so throttle the
-                // publisher through TCP) until the rings drain.
-                self.defer(slot);
-                return;
-            }
-            let Some(c) = self.clients.at(slot) else {
-                return;
-            };
-            if c.close.is_some() || c.barriers_out > 0 {
-                // Closing, or paused behind a barrier (resumed by `barrier_acked`).
-                return;
-            }
-            let n = match c.stream.read(&mut self.rbuf) {
-                Ok(0) => {
-                    self.fail(slot, CloseReason::ClientClosed);
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.fail(slot, CloseReason::Io(e.kind()));
-                    return;
-                }
-            };
-            c.active = true;
-            self.handle_input(slot, n);
-            self.commit();
-        }
-        self.defer(slot);
-    }
-
-    /// Queues a client for reading on a later loop iteration (once, however often asked).
-    fn defer(&mut self, slot: usize) {
-        if let Some(c) = self.clients.at(slot) {
-            if !c.in_deferred {
-                c.in_deferred = true;
-                self.deferred.push_back(slot);
-            }
-        }
-    }
-
-    fn read_deferred(&mut self) {
-        let n = self.deferred.len();
-        for _ in 0..n {
-            if self.overflowing > 0 {
-                return;
-            }
-            let Some(slot) = self.deferred.pop_front() else {
-                return;
-            };
-            if let Some(c) = self.clients.at(slot) {
-                c.in_deferred = false;
-            }
-            self.handle_readable(slot);
-        }
-    }
-
-    /// Parses `n` fresh bytes in `rbuf` (after any partial op kept from earlier reads).
-    fn handle_input(&mut self, slot: usize, n: usize) {
-        let rbuf = std::mem::take(&mut self.rbuf);
-        let partial = match self.clients.at(slot) {
-            Some(c) => std::mem::take(&mut c.partial),
-            None => Vec::new(),
-        };
-        if partial.is_empty() {
-            let used = self.parse_ops(slot, &rbuf[..n]);
-            if used < n {
-                if let Some(c) = self.clients.at(slot) {
-                    if c.close.is_none() {
-                        c.partial.extend_from_slice(&rbuf[used..n]);
-                    }
-                }
-            }
-            // Reuse the (empty) vector's allocation only if small.
-            drop(partial);
-        } else {
-            let mut partial = partial;
-            partial.extend_from_slice(&rbuf[..n]);
-            let used = self.parse_ops(slot, &partial);
-            partial.drain(..used);
-            if partial.is_empty() && partial.capacity() > limits::READ_BUFFER_BYTES {
-                partial = Vec::new();
-            }
-            if let Some(c) = self.clients.at(slot) {
-                if c.close.is_none() {
-                    c.partial = partial;
-                }
-            }
-        }
-        self.rbuf = rbuf;
-    }
-
-    /// Handles every complete op at the front of `data`; returns the bytes consumed.
-    fn parse_ops(&mut self, slot: usize, data: &[u8]) -> usize {
-        let mut pos = 0;
-        loop {
-            let Some(c) = self.clients.at(slot) else {
-                self.apply_pending_subs();
-                return pos;
-            };
-            if c.close.is_some() || c.barriers_out > 0 {
-                self.apply_pending_subs();
-                return pos;
-            }
-            match c.parser.parse(&data[pos..]) {
-                Ok(Some((op, used))) => {
-                    pos += used;
-                    if !matches!(op, Op::Sub(_)) {
-                        self.apply_pending_subs();
-                    }
-                    self.handle_op(slot, op);
-                }
-                Ok(None) => {
-                    self.apply_pending_subs();
-                    return pos;
-                }
-                Err(e) => {
-                    self.apply_pending_subs();
-                    self.fail(slot, CloseReason::Protocol(e));
-                    return pos;
-                }
-            }
-        }
-    }
-
-    fn handle_op(&mut self, slot: usize, op: Op<'_>) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        if !c.opts.authed && !matches!(op, Op::Connect(_)) {
-            self.fail(slot, CloseReason::AuthViolation);
-            return;
-        }
-        match op {
-            Op::Connect(json) => self.handle_connect(slot, json),
-            Op::Ping => {
-                if c.sent_to == 0 {
-                    self.reply(slot, |w| proto::encode_pong(w));
-                } else {
-                    c.pongs_owed += 1;
-                    self.barrier(slot);
-                }
-            }
-            Op::Pong => c.pings_out = 0,
-            Op::Info(_) | Op::Ok => {}
-            Op::Pub(p) => self.handle_pub(slot, &p),
-            Op::Sub(s) => self.handle_sub(slot, s.subject, s.queue, s.sid),
-            Op::Unsub(u) => self.handle_unsub(slot, u.sid, u.max),
-            Op::Err(_) | Op::Msg(_) => {
-                self.fail(slot, CloseReason::Protocol(ProtoError::ClientErr))
-            }
-        }
-    }
-
-    fn reply(&mut self, slot: usize, f: impl FnOnce(&mut net::outbound::OutboundWriter<'_>)) {
-        if let Some(c) = self.clients.at(slot) {
-            f(&mut c.out.writer(&mut self.pool));
-            self.queued(slot);
-        }
-    }
-
-    fn ok(&mut self, slot: usize) {
-        let verbose = self.clients.at(slot).is_some_and(|c| c.opts.verbose);
-        if verbose {
-            self.reply(slot, |w| proto::encode_ok(w));
-        }
-    }
-
-    fn handle_connect(&mut self, slot: usize, json: &[u8]) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        // As nats-server, a later CONNECT updates the options of an earlier one.
-        let mut connect = c.connect.clone();
-        if let Err(e) = connect.update(json) {
-            self.fail(slot, CloseReason::Protocol(e));
-            return;
-        }
-        let authed = match &self.shared.config.auth {
-            Auth::None => true,
-            Auth::Token(t) => connect.auth_token.as_deref() == Some(t.as_str()),
-            Auth::Users(users) => users.iter().any(|(u, p)| {
-                connect.user.as_deref() == Some(u.as_str())
-                    && connect.pass.as_deref() == Some(p.as_str())
-            }),
-        };
-        if !authed {
-            self.fail(slot, CloseReason::AuthViolation);
-            return;
-        }
-        if connect.no_responders && !connect.headers {
-            self.fail(slot, CloseReason::NoRespondersWithoutHeaders);
-            return;
-        }
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        let first = !c.connected;
-        if !first && connect.user != c.connect.user {
-            // A session's user is fixed by its first CONNECT: chat state (presence,
-            // subscriptions' owner) was built on it.
-            self.fail(slot, CloseReason::AuthViolation);
-            return;
-        }
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        c.identity = match connect.user.as_deref() {
-            None | Some("") => Identity::Anonymous,
-            Some(u) => {
-                crate::chat::parse_name(u.as_bytes()).map_or(Identity::Invalid, Identity::User)
-            }
-        };
-        c.opts = Opts {
-            verbose: connect.verbose,
-            pedantic: connect.pedantic,
-            echo: connect.echo,
-            headers: connect.headers,
-            no_responders: connect.no_responders,
-            authed: true,
-        };
-        c.parser.set_headers_allowed(connect.headers);
-        c.auth_deadline = None;
-        c.connected = true;
-        if first {
-            info!(cid = c.id, peer = %c.peer, name = connect.name.as_deref().unwrap_or(""),
-                lang = connect.lang.as_deref().unwrap_or(""),
-                user = connect.user.as_deref().unwrap_or(""), "client connected");
-        }
-        c.connect = connect;
-        self.ok(slot);
-    }
-
-    fn handle_pub(&mut self, slot: usize, p: &Publish<'_>) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        if p.headers.is_some() && !c.opts.headers {
-            self.fail(slot, CloseReason::HeadersNotSupported);
-            return;
-        }
-        let origin = Origin {
-            conn: c.key,
-            no_responders: c.opts.no_responders,
-            echo: c.opts.echo,
-        };
-        let strict = c.opts.verbose || c.opts.pedantic;
-        let chat = crate::chat::is_chat(p.subject);
-        // As nats-server: a pedantic client is told about a wildcard or malformed subject,
-        // then gets its +OK; a wildcard subject is still delivered (literally), and one with
-        // an empty token matches no subscription (the index's rule).
-        if !chat && c.opts.pedantic && subject::check_publish(p.subject, true).is_err() {
-            self.reply(slot, |w| proto::encode_err(w, "'Invalid Publish Subject'"));
-        }
-        if !chat {
-            // A chat publish gets its +OK from the chat layer, which may refuse it first.
-            self.ok(slot);
-        }
-        let counters = &self.shared.counters[self.id];
-        counters.add(Counter::InMsgs, 1);
-        counters.add(Counter::InBytes, p.payload.len() as u64);
-        if chat {
-            self.handle_chat_pub(slot, p, origin, strict);
-            return;
-        }
-        let view = MsgView {
-            subject: p.subject,
-            reply: p.reply,
-            headers: p.headers,
-            payload: p.payload,
-            origin,
-        };
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let sent = fanout::publish(self, &view, &mut scratch);
-        self.scratch = scratch;
-        if sent != 0 {
-            if let Some(c) = self.clients.at(slot) {
-                c.sent_to |= sent;
-            }
-        }
-    }
-
-    /// Pauses the client's parsing until every worker its publishes and requests reached
-    /// since the last barrier has handled them (their deliveries are in the subscribers'
-    /// outbound queues, chat owners have answered).
-    fn barrier(&mut self, slot: usize) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        let key = c.key;
-        let mut mask = std::mem::take(&mut c.sent_to);
-        c.barriers_out += mask.count_ones();
-        while mask != 0 {
-            let w = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            self.send(w, Envelope::Barrier(key));
-        }
-    }
-
-    fn barrier_acked(&mut self, conn: ConnKey) {
-        let Some(c) = self.clients.get_mut(conn) else {
-            return;
-        };
-        c.barriers_out = c.barriers_out.saturating_sub(1);
-        if c.barriers_out > 0 {
-            return;
-        }
-        let pongs = std::mem::take(&mut c.pongs_owed);
-        {
-            let mut w = c.out.writer(&mut self.pool);
-            for _ in 0..pongs {
-                proto::encode_pong(&mut w);
-            }
-        }
-        let slot = conn.slot as usize;
-        self.mark_dirty(slot);
-        // Resume: parse what was held back, then read the socket again (its readiness
-        // edge may have been consumed while paused).
-        self.resume(slot);
-        self.defer(slot);
-    }
-
-    /// Parses the ops held in a client's partial buffer (after a pause).
-    fn resume(&mut self, slot: usize) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        if c.partial.is_empty() {
-            return;
-        }
-        let mut partial = std::mem::take(&mut c.partial);
-        let used = self.parse_ops(slot, &partial);
-        partial.drain(..used);
-        if let Some(c) = self.clients.at(slot) {
-            if c.close.is_none() {
-                c.partial = partial;
-            }
-        }
-    }
-
-    fn handle_sub(&mut self, slot: usize, subj: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
-        let Ok(pattern) = Pattern::parse(subj) else {
-            self.reply(slot, |w| proto::encode_err(w, "'Invalid Subject'"));
-            return;
-        };
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        if !c.subs.contains_key(sid) {
-            if c.subs.len() >= self.shared.config.max_subscriptions {
-                // As nats-server (max_subscriptions): refuse this SUB, keep the connection.
-                self.reply(slot, |w| {
-                    proto::encode_err(w, "'maximum subscriptions exceeded'")
-                });
-                return;
-            }
-            let user = match &c.identity {
-                Identity::User(u) => Some(u.clone()),
-                _ => None,
-            };
-            let sub = SubRef(Arc::new(
-                SubState::new(c.key, sid, pattern.clone(), queue).with_user(user),
-            ));
-            c.subs.insert(sid.into(), sub.clone());
-            self.pending_subs.push(Change::Insert {
-                pattern,
-                queue: queue.map(Arc::from),
-                sub,
-            });
-        }
-        self.ok(slot);
-    }
-
-    fn apply_pending_subs(&mut self) {
-        if !self.pending_subs.is_empty() {
-            self.shared.sublist.apply(self.pending_subs.drain(..));
-        }
-    }
-
-    fn handle_unsub(&mut self, slot: usize, sid: &[u8], max: Option<u64>) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        if let Some(sub) = c.subs.get(sid) {
-            let end_now = match max {
-                None | Some(0) => true,
-                Some(n) => sub.0.limit(n),
-            };
-            if end_now {
-                self.end_subscription(slot, sid);
-            }
-        }
-        self.ok(slot);
-    }
-
-    fn end_subscription(&mut self, slot: usize, sid: &[u8]) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        if let Some(sub) = c.subs.remove(sid) {
-            sub.0.close();
-            self.shared
-                .sublist
-                .remove(&sub.0.pattern, sub.0.queue.as_deref(), &sub);
-        }
-    }
-
-    /// Marks a connection for closing (at the end of this batch), queueing its `-ERR`.
-    fn fail(&mut self, slot: usize, reason: CloseReason) {
-        let Some(c) = self.clients.at(slot) else {
-            return;
-        };
-        if c.close.is_some() {
-            return;
-        }
-        if reason == CloseReason::SlowConsumer {
-            // Nothing more can reach it; free the memory at once.
-            c.out.clear(&mut self.pool);
-            self.shared.counters[self.id].add(Counter::SlowConsumers, 1);
-            warn!(cid = c.id, peer = %c.peer, "slow consumer: pending bytes over max_pending, closing");
-        } else if let Some(text) = reason.err_text() {
-            proto::encode_err(&mut c.out.writer(&mut self.pool), text);
-        }
-        c.close = Some(reason);
-        self.closing.push(slot);
-    }
-
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &slot in &dirty {
-            let Some(c) = self.clients.at(slot) else {
-                continue;
-            };
-            c.dirty = false;
-            if c.write_blocked || c.out.is_empty() {
-                continue;
-            }
-            match c
-                .out
-                .flush_to(&mut c.stream, &mut self.pool, limits::MAX_IOVECS)
-            {
-                Ok(Flushed::All) => {}
-                Ok(Flushed::Blocked) => c.write_blocked = true,
-                Err(e) => {
-                    let kind = e.kind();
-                    self.fail(slot, CloseReason::Io(kind));
-                }
-            }
-        }
-        dirty.clear();
-        self.dirty = dirty;
-    }
-
-    /// Closes every connection marked by [`Worker::fail`].
-    fn reap(&mut self) {
-        while let Some(slot) = self.closing.pop() {
-            let Some(mut c) = self.clients.remove(slot) else {
-                continue;
-            };
-            // One last non-blocking attempt to send what is pending (the -ERR).
-            if !c.out.is_empty() {
-                let _ = c
-                    .out
-                    .flush_to(&mut c.stream, &mut self.pool, limits::MAX_IOVECS);
-            }
-            c.out.clear(&mut self.pool);
-            let _ = self.poll.registry().deregister(&mut c.stream);
-            let _ = c.stream.shutdown(std::net::Shutdown::Both);
-            // One batch: each touched set is rebuilt once, however many subscriptions the
-            // connection held on it.
-            let removals: Vec<Change<SubRef>> = c
-                .subs
-                .values()
-                .map(|sub| {
-                    sub.0.close();
-                    Change::Remove {
-                        pattern: sub.0.pattern.clone(),
-                        queue: sub.0.queue.as_deref().map(Arc::from),
-                        sub: sub.clone(),
-                    }
-                })
-                .collect();
-            self.shared.sublist.apply(removals);
-            self.chat_session_gone(&c);
-            // Relaxed: see `adopt`.
-            self.shared.open.fetch_sub(1, Ordering::Relaxed);
-            self.shared.counters[self.id].add(Counter::Closed, 1);
-            let reason = c.close.unwrap_or(CloseReason::ClientClosed);
-            debug!(cid = c.id, peer = %c.peer, %reason, "closed");
         }
     }
 

@@ -1,0 +1,541 @@
+//! A client connection: its state, the transport its bytes travel on, and the worker's
+//! connection lifecycle (accept, adopt, read, flush, fail, reap).
+//!
+//! The [`Transport`] is the seam for other fronts: TCP today; a WebSocket connection becomes
+//! one more variant (its framing applied in `read` and `flush`), not a fork of the worker
+//! loop. Everything above it (parser, outbound chunks, options, subscriptions) is the same
+//! for every transport.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use net::outbound::{ChunkPool, Flushed, Outbound};
+use net::proto::{self, Parser, ParserLimits, ProtoError, Side};
+use tracing::{debug, warn};
+
+use super::{Worker, FIRST_CONN};
+use crate::chat::Name;
+use crate::counters::Counter;
+use crate::envelope::{ConnKey, SubRef};
+use crate::limits;
+use crate::sublist::Change;
+
+/// How a connection's bytes travel.
+#[derive(Debug)]
+pub(super) enum Transport {
+    /// A plain TCP socket.
+    Tcp(TcpStream),
+}
+
+impl Transport {
+    /// Reads what the socket has (0: the peer closed).
+    pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => s.read(buf),
+        }
+    }
+
+    /// Writes as much of `out` as the socket takes, with vectored writes.
+    pub(super) fn flush(
+        &mut self,
+        out: &mut Outbound,
+        pool: &mut ChunkPool,
+    ) -> io::Result<Flushed> {
+        match self {
+            Transport::Tcp(s) => out.flush_to(s, pool, limits::MAX_IOVECS),
+        }
+    }
+
+    /// Registers for readable and writable events under `token`.
+    pub(super) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Transport::Tcp(s) => {
+                registry.register(s, token, Interest::READABLE | Interest::WRITABLE)
+            }
+        }
+    }
+
+    /// Deregisters and shuts the connection down (what is unsent is dropped).
+    pub(super) fn close(&mut self, registry: &Registry) {
+        match self {
+            Transport::Tcp(s) => {
+                let _ = registry.deregister(s);
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Why a connection was closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    /// The client closed its end.
+    #[error("client closed")]
+    ClientClosed,
+    /// The client sent bytes nats-server rejects.
+    #[error("protocol error: {0}")]
+    Protocol(ProtoError),
+    /// HPUB from a client that did not enable headers.
+    #[error("message headers not supported")]
+    HeadersNotSupported,
+    /// CONNECT asked for no_responders without headers.
+    #[error("no responders requires headers support")]
+    NoRespondersWithoutHeaders,
+    /// Wrong or missing credentials.
+    #[error("authorization violation")]
+    AuthViolation,
+    /// No CONNECT within the auth timeout.
+    #[error("authentication timeout")]
+    AuthTimeout,
+    /// Pending outbound bytes passed `max_pending`.
+    #[error("slow consumer")]
+    SlowConsumer,
+    /// Unanswered PINGs passed `ping_max`.
+    #[error("stale connection")]
+    StaleConnection,
+    /// Too many connections on the server.
+    #[error("maximum connections exceeded")]
+    MaxConnections,
+    /// Reading or writing the socket failed.
+    #[error("i/o error: {0}")]
+    Io(io::ErrorKind),
+    /// The server is shutting down.
+    #[error("server shutdown")]
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The `-ERR` text sent before closing, where nats-server sends one.
+    pub(super) fn err_text(&self) -> Option<&'static str> {
+        match self {
+            CloseReason::Protocol(e) => e.err_text(),
+            CloseReason::NoRespondersWithoutHeaders => {
+                Some("'no responders requires headers support'")
+            }
+            CloseReason::AuthViolation => Some("'Authorization Violation'"),
+            CloseReason::AuthTimeout => Some("'Authentication Timeout'"),
+            CloseReason::StaleConnection => Some("'Stale Connection'"),
+            CloseReason::MaxConnections => Some("'maximum connections exceeded'"),
+            _ => None,
+        }
+    }
+}
+
+/// A client's CONNECT options (nats-server's defaults before any CONNECT).
+#[derive(Debug, Clone)]
+pub(super) struct Opts {
+    pub(super) verbose: bool,
+    pub(super) pedantic: bool,
+    pub(super) echo: bool,
+    pub(super) headers: bool,
+    pub(super) no_responders: bool,
+    pub(super) authed: bool,
+}
+
+/// One client connection owned by this worker.
+#[derive(Debug)]
+pub(super) struct Client {
+    pub(super) key: ConnKey,
+    pub(super) id: u64,
+    /// How its bytes travel.
+    pub(super) transport: Transport,
+    pub(super) peer: SocketAddr,
+    pub(super) parser: Parser,
+    /// The unparsed tail of earlier reads (empty unless a read split an op).
+    pub(super) partial: Vec<u8>,
+    pub(super) out: Outbound,
+    pub(super) opts: Opts,
+    /// The options of the last CONNECT (nats-server's defaults before any).
+    pub(super) connect: proto::Connect,
+    /// Whether a CONNECT has been accepted.
+    pub(super) connected: bool,
+    pub(super) subs: HashMap<Box<[u8]>, SubRef>,
+    pub(super) pings_out: u32,
+    /// Bytes arrived since the last ping check.
+    pub(super) active: bool,
+    pub(super) next_ping: Instant,
+    pub(super) auth_deadline: Option<Instant>,
+    pub(super) close: Option<CloseReason>,
+    pub(super) dirty: bool,
+    pub(super) write_blocked: bool,
+    /// Bit w set: this client's publishes or chat requests sent something to worker w
+    /// since its last barrier (a `PING` then waits for w).
+    pub(super) sent_to: u64,
+    /// Barriers sent and not yet acknowledged; while non-zero, parsing is paused.
+    pub(super) barriers_out: u32,
+    /// PONGs to send when the barriers are acknowledged.
+    pub(super) pongs_owed: u32,
+    /// Whether the slot is already queued in `Worker::deferred`.
+    pub(super) in_deferred: bool,
+    /// Who the client is, for chat (from its first CONNECT).
+    pub(super) identity: Identity,
+    /// Rooms this session joined (`room.join`), to leave their presence when it closes.
+    pub(super) chat_rooms: HashSet<Name>,
+    /// Gathered chat requests of this client still waiting for answers.
+    pub(super) gathers: usize,
+}
+
+/// A connection's chat identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Identity {
+    /// CONNECT named no user.
+    Anonymous,
+    /// CONNECT named a user that is not a valid chat name.
+    Invalid,
+    /// A valid user name.
+    User(Name),
+}
+
+pub(super) struct Slot {
+    pub(super) gen: u32,
+    pub(super) client: Option<Client>,
+}
+
+/// The worker's connection table: slots reused through a free list, each with a
+/// generation so that a stale [`ConnKey`] never reaches a newer client.
+pub(super) struct Slab {
+    pub(super) slots: Vec<Slot>,
+    pub(super) free: Vec<u32>,
+}
+
+impl Slab {
+    pub(super) fn get_mut(&mut self, key: ConnKey) -> Option<&mut Client> {
+        let slot = self.slots.get_mut(key.slot as usize)?;
+        if slot.gen != key.gen {
+            return None;
+        }
+        slot.client.as_mut()
+    }
+
+    pub(super) fn at(&mut self, slot: usize) -> Option<&mut Client> {
+        self.slots.get_mut(slot)?.client.as_mut()
+    }
+
+    pub(super) fn vacant(&mut self) -> (u32, u32) {
+        if let Some(i) = self.free.pop() {
+            let gen = self.slots[i as usize].gen;
+            return (i, gen);
+        }
+        self.slots.push(Slot {
+            gen: 0,
+            client: None,
+        });
+        ((self.slots.len() - 1) as u32, 0)
+    }
+
+    pub(super) fn remove(&mut self, slot: usize) -> Option<Client> {
+        let s = self.slots.get_mut(slot)?;
+        let c = s.client.take()?;
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(slot as u32);
+        Some(c)
+    }
+}
+
+impl Worker {
+    pub(super) fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    let workers = self.shared.config.workers;
+                    let to = self.next_assign % workers;
+                    self.next_assign = self.next_assign.wrapping_add(1);
+                    if to == self.id {
+                        self.adopt(stream);
+                    } else if self.shared.handoff[to].send(stream).is_ok() {
+                        let _ = self.shared.wakers[to].wake();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    // That one connection failed; the rest of the backlog is still there.
+                    continue;
+                }
+                Err(e) => {
+                    // Out of file descriptors, typically: leave the rest in the backlog
+                    // until a close frees one (the next tick retries). Logged once a second
+                    // at most.
+                    let now = Instant::now();
+                    if self
+                        .last_accept_warning
+                        .is_none_or(|t| now - t >= Duration::from_secs(1))
+                    {
+                        self.last_accept_warning = Some(now);
+                        warn!(error = %e, "accept failed");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn adopt_handoffs(&mut self) {
+        while let Ok(stream) = self.handoff.try_recv() {
+            self.adopt(stream);
+        }
+    }
+
+    pub(super) fn adopt(&mut self, stream: TcpStream) {
+        let peer = match stream.peer_addr() {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let mut transport = Transport::Tcp(stream);
+        let (slot, gen) = self.clients.vacant();
+        let token = Token(slot as usize + FIRST_CONN);
+        if let Err(e) = transport.register(self.poll.registry(), token) {
+            warn!(error = %e, "register failed");
+            self.clients.free.push(slot);
+            return;
+        }
+        let cfg = &self.shared.config;
+        // Relaxed: a unique id is all that is needed; no other memory depends on it.
+        let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let key = ConnKey {
+            worker: self.id as u16,
+            slot,
+            gen,
+        };
+        let mut client = Client {
+            key,
+            id,
+            transport,
+            peer,
+            parser: {
+                let mut p = Parser::new(
+                    Side::Server,
+                    ParserLimits {
+                        max_control_line_bytes: cfg.max_control_line,
+                        max_payload_bytes: cfg.max_payload,
+                    },
+                );
+                // HPUB is refused (silently, as nats-server) until CONNECT enables headers.
+                p.set_headers_allowed(false);
+                p
+            },
+            partial: Vec::new(),
+            out: Outbound::default(),
+            opts: Opts {
+                verbose: true,
+                pedantic: true,
+                echo: true,
+                headers: false,
+                no_responders: false,
+                authed: !cfg.auth.required(),
+            },
+            connect: proto::Connect::default(),
+            connected: false,
+            subs: HashMap::new(),
+            pings_out: 0,
+            active: false,
+            next_ping: now + cfg.ping_interval,
+            auth_deadline: cfg.auth.required().then(|| now + cfg.auth_timeout),
+            close: None,
+            dirty: false,
+            write_blocked: false,
+            sent_to: 0,
+            barriers_out: 0,
+            pongs_owed: 0,
+            in_deferred: false,
+            identity: Identity::Anonymous,
+            chat_rooms: HashSet::new(),
+            gathers: 0,
+        };
+        let info = proto::Info {
+            server_id: self.shared.server_id.clone(),
+            server_name: if cfg.server_name.is_empty() {
+                self.shared.server_id.clone()
+            } else {
+                cfg.server_name.clone()
+            },
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            proto: 1,
+            host: self.shared.addr.ip().to_string(),
+            port: self.shared.addr.port(),
+            headers: true,
+            max_payload: cfg.max_payload as _,
+            client_id: id,
+            client_ip: peer.ip().to_string(),
+            auth_required: cfg.auth.required(),
+        };
+        proto::encode_info(&mut client.out.writer(&mut self.pool), &info);
+        // AcqRel-free: a plain counter for the connection cap. Relaxed: no other memory
+        // depends on it, and a momentary overshoot of one is harmless.
+        let open = self.shared.open.fetch_add(1, Ordering::Relaxed) + 1;
+        self.clients.slots[slot as usize].client = Some(client);
+        self.counters().add(Counter::Accepted, 1);
+        debug!(cid = id, %peer, worker = self.id, "accepted");
+        if open > limits::MAX_CONNECTIONS {
+            self.fail(slot as usize, CloseReason::MaxConnections);
+        }
+        self.mark_dirty(slot as usize);
+    }
+
+    pub(super) fn mark_dirty(&mut self, slot: usize) {
+        if let Some(c) = self.clients.at(slot) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(slot);
+            }
+        }
+    }
+
+    /// Reads until the socket would block, a budget runs out, or the rings push back.
+    pub(super) fn handle_readable(&mut self, slot: usize) {
+        for _ in 0..limits::READS_PER_EVENT {
+            if self.links.overflowing() {
+                // Backpressure: leave the bytes in the kernel (and so throttle the
+                // publisher through TCP) until the rings drain.
+                self.defer(slot);
+                return;
+            }
+            let Some(c) = self.clients.at(slot) else {
+                return;
+            };
+            if c.close.is_some() || c.barriers_out > 0 {
+                // Closing, or paused behind a barrier (resumed by `barrier_acked`).
+                return;
+            }
+            let n = match c.transport.read(&mut self.rbuf) {
+                Ok(0) => {
+                    self.fail(slot, CloseReason::ClientClosed);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.fail(slot, CloseReason::Io(e.kind()));
+                    return;
+                }
+            };
+            c.active = true;
+            self.handle_input(slot, n);
+            self.commit();
+        }
+        self.defer(slot);
+    }
+
+    /// Queues a client for reading on a later loop iteration (once, however often asked).
+    pub(super) fn defer(&mut self, slot: usize) {
+        if let Some(c) = self.clients.at(slot) {
+            if !c.in_deferred {
+                c.in_deferred = true;
+                self.deferred.push_back(slot);
+            }
+        }
+    }
+
+    pub(super) fn read_deferred(&mut self) {
+        let n = self.deferred.len();
+        for _ in 0..n {
+            if self.links.overflowing() {
+                return;
+            }
+            let Some(slot) = self.deferred.pop_front() else {
+                return;
+            };
+            if let Some(c) = self.clients.at(slot) {
+                c.in_deferred = false;
+            }
+            self.handle_readable(slot);
+        }
+    }
+
+    /// Marks a connection for closing (at the end of this batch), queueing its `-ERR`.
+    pub(super) fn fail(&mut self, slot: usize, reason: CloseReason) {
+        let Some(c) = self.clients.at(slot) else {
+            return;
+        };
+        if c.close.is_some() {
+            return;
+        }
+        if reason == CloseReason::SlowConsumer {
+            // Nothing more can reach it; free the memory at once.
+            c.out.clear(&mut self.pool);
+            self.shared.counters[self.id].add(Counter::SlowConsumers, 1);
+            warn!(cid = c.id, peer = %c.peer, "slow consumer: pending bytes over max_pending, closing");
+        } else if let Some(text) = reason.err_text() {
+            proto::encode_err(&mut c.out.writer(&mut self.pool), text);
+        }
+        c.close = Some(reason);
+        self.closing.push(slot);
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            let Some(c) = self.clients.at(slot) else {
+                continue;
+            };
+            c.dirty = false;
+            if c.write_blocked || c.out.is_empty() {
+                continue;
+            }
+            match c.transport.flush(&mut c.out, &mut self.pool) {
+                Ok(Flushed::All) => {}
+                Ok(Flushed::Blocked) => c.write_blocked = true,
+                Err(e) => {
+                    let kind = e.kind();
+                    self.fail(slot, CloseReason::Io(kind));
+                }
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Closes every connection marked by [`Worker::fail`].
+    pub(super) fn reap(&mut self) {
+        while let Some(slot) = self.closing.pop() {
+            let Some(mut c) = self.clients.remove(slot) else {
+                continue;
+            };
+            // One last non-blocking attempt to send what is pending (the -ERR).
+            if !c.out.is_empty() {
+                let _ = c.transport.flush(&mut c.out, &mut self.pool);
+            }
+            c.out.clear(&mut self.pool);
+            c.transport.close(self.poll.registry());
+            // One batch: each touched set is rebuilt once, however many subscriptions the
+            // connection held on it.
+            let removals: Vec<Change<SubRef>> = c
+                .subs
+                .values()
+                .map(|sub| {
+                    sub.0.close();
+                    Change::Remove {
+                        pattern: sub.0.pattern.clone(),
+                        queue: sub.0.queue.as_deref().map(Arc::from),
+                        sub: sub.clone(),
+                    }
+                })
+                .collect();
+            self.shared.sublist.apply(removals);
+            self.chat_session_gone(&c);
+            // Relaxed: see `adopt`.
+            self.shared.open.fetch_sub(1, Ordering::Relaxed);
+            self.shared.counters[self.id].add(Counter::Closed, 1);
+            let reason = c.close.unwrap_or(CloseReason::ClientClosed);
+            debug!(cid = c.id, peer = %c.peer, %reason, "closed");
+        }
+    }
+}

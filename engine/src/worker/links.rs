@@ -1,0 +1,174 @@
+//! A worker's links to the other workers: one SPSC ring in each direction per peer, the
+//! byte budget that caps what one ring keeps alive, the local overflow queues used while a
+//! ring is full, and the doorbells that wake a parked peer.
+//!
+//! Pushes are deferred and published per destination with one store at [`Links::commit`];
+//! a peer is woken (one `eventfd` write) only when it announced that it is parking. A full
+//! ring never blocks: the envelope waits in this worker's overflow queue for that peer, and
+//! later envelopes queue behind it so the ring's FIFO order holds (ARCHITECTURE.md, "When a
+//! ring is full").
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::Shared;
+use crate::counters::Counter;
+use crate::envelope::Envelope;
+use crate::limits;
+use crate::ring::{Consumer, Full, Producer};
+
+/// The rings of one worker, both directions.
+pub(super) struct Links {
+    me: usize,
+    shared: Arc<Shared>,
+    /// One consumer per peer (the ring peer → me).
+    inbound: Vec<Consumer<Envelope>>,
+    /// The worker each inbound ring comes from.
+    inbound_from: Vec<usize>,
+    /// Bytes consumed from each inbound ring so far (mirrors `Shared::consumed`).
+    consumed_local: Vec<u64>,
+    /// `producers[w]`: the ring me → w (`None` for me).
+    producers: Vec<Option<Producer<Envelope>>>,
+    /// Bytes pushed to each outbound ring so far.
+    produced: Vec<u64>,
+    overflow: Vec<VecDeque<Envelope>>,
+    /// Envelopes in all overflow queues.
+    overflowing: usize,
+    /// Bit w set: something was pushed to worker w's ring and not yet committed.
+    pushed: u64,
+}
+
+impl Links {
+    pub(super) fn new(
+        me: usize,
+        shared: Arc<Shared>,
+        inbound: Vec<Consumer<Envelope>>,
+        inbound_from: Vec<usize>,
+        producers: Vec<Option<Producer<Envelope>>>,
+    ) -> Links {
+        let workers = shared.config.workers;
+        Links {
+            me,
+            consumed_local: vec![0; inbound.len()],
+            inbound,
+            inbound_from,
+            producers,
+            produced: vec![0; workers],
+            overflow: (0..workers).map(|_| VecDeque::new()).collect(),
+            overflowing: 0,
+            pushed: 0,
+            shared,
+        }
+    }
+
+    /// Whether any envelope is waiting for a full ring.
+    pub(super) fn overflowing(&self) -> bool {
+        self.overflowing > 0
+    }
+
+    /// Whether any inbound ring has envelopes.
+    pub(super) fn has_inbound(&mut self) -> bool {
+        self.inbound.iter_mut().any(|c| !c.is_empty())
+    }
+
+    /// Lends out the inbound rings, so their envelopes can be handled by code that sends on
+    /// these links; give them back with [`Links::return_inbound`].
+    pub(super) fn take_inbound(&mut self) -> Vec<Consumer<Envelope>> {
+        std::mem::take(&mut self.inbound)
+    }
+
+    /// Takes back the inbound rings.
+    pub(super) fn return_inbound(&mut self, inbound: Vec<Consumer<Envelope>>) {
+        self.inbound = inbound;
+    }
+
+    /// Reports `bytes` more taken off inbound ring `i`, for its producer's byte budget.
+    pub(super) fn consumed(&mut self, i: usize, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        self.consumed_local[i] += bytes;
+        let cell =
+            &self.shared.consumed[self.inbound_from[i] * self.shared.config.workers + self.me];
+        // Relaxed: a flow-control figure only; the ring's own indices order the data.
+        cell.store(self.consumed_local[i], Ordering::Relaxed);
+    }
+
+    /// Queues `env` for worker `to`: on its ring, or behind earlier overflow.
+    pub(super) fn send(&mut self, to: usize, env: Envelope) {
+        if !self.overflow[to].is_empty() {
+            // Behind earlier overflow, to keep the ring's FIFO order.
+            self.overflow[to].push_back(env);
+            self.overflowing += 1;
+            return;
+        }
+        if let Err(env) = self.try_send(to, env) {
+            self.shared.counters[self.me].add(Counter::RingFull, 1);
+            self.overflow[to].push_back(env);
+            self.overflowing += 1;
+        }
+    }
+
+    /// Pushes onto the ring toward `to` unless it is full in slots or in bytes.
+    fn try_send(&mut self, to: usize, env: Envelope) -> Result<(), Envelope> {
+        let weight = env.weight();
+        if self.over_budget(to, weight) {
+            return Err(env);
+        }
+        let Some(producer) = self.producers[to].as_mut() else {
+            return Ok(());
+        };
+        match producer.try_push_deferred(env) {
+            Ok(()) => {
+                self.pushed |= 1 << to;
+                self.produced[to] += weight;
+                Ok(())
+            }
+            Err(Full(env)) => Err(env),
+        }
+    }
+
+    /// Whether `weight` more bytes would take the ring toward `to` past its byte budget
+    /// (one envelope always fits an empty ring).
+    fn over_budget(&mut self, to: usize, weight: u64) -> bool {
+        let cell = &self.shared.consumed[self.me * self.shared.config.workers + to];
+        // Relaxed: see `consumed`; a stale value only makes the budget stricter.
+        let in_flight = self.produced[to] - cell.load(Ordering::Relaxed);
+        in_flight > 0 && in_flight + weight > limits::RING_BUDGET_BYTES
+    }
+
+    /// Publishes deferred pushes and wakes peers that are parked.
+    pub(super) fn commit(&mut self) {
+        let mut mask = std::mem::take(&mut self.pushed);
+        while mask != 0 {
+            let w = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if let Some(p) = self.producers[w].as_mut() {
+                p.commit();
+            }
+            if self.shared.doorbells[w].ring() {
+                let _ = self.shared.wakers[w].wake();
+            }
+        }
+    }
+
+    /// Moves what the rings now take from the overflow queues onto them, in order.
+    pub(super) fn retry_overflow(&mut self) {
+        if self.overflowing == 0 {
+            return;
+        }
+        for to in 0..self.overflow.len() {
+            while let Some(env) = self.overflow[to].pop_front() {
+                match self.try_send(to, env) {
+                    Ok(()) => self.overflowing -= 1,
+                    Err(env) => {
+                        self.overflow[to].push_front(env);
+                        break;
+                    }
+                }
+            }
+        }
+        self.commit();
+    }
+}
