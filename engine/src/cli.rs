@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// Pending outbound bytes per connection past which it is closed as a slow consumer.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_PENDING_BYTES)]
     pub max_pending: usize,
+    /// How long a connection with over a quarter of --max-pending queued may take no bytes
+    /// at all before it is closed as a slow consumer; meanwhile the publishers whose
+    /// messages reach it are read no further (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub write_deadline: Duration,
     /// Subscriptions one connection may hold; a SUB beyond it gets
     /// `-ERR 'maximum subscriptions exceeded'`.
     #[arg(long, default_value_t = limits::MAX_SUBS_PER_CONN)]
@@ -123,6 +128,9 @@ impl ServeArgs {
                 limits::MAX_WORKERS
             )));
         }
+        if self.write_deadline.is_zero() {
+            return Err(CliError::Range("--write-deadline must be positive".into()));
+        }
         if self.ping_interval.is_zero() || self.ping_max == 0 {
             return Err(CliError::Range(
                 "--ping-interval and --ping-max must be positive".into(),
@@ -138,6 +146,7 @@ impl ServeArgs {
             max_payload: self.max_payload,
             max_control_line: limits::MAX_CONTROL_LINE_BYTES,
             max_pending: self.max_pending,
+            write_deadline: self.write_deadline,
             max_subscriptions: self.max_subscriptions,
             ping_interval: self.ping_interval,
             ping_max: self.ping_max,

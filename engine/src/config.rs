@@ -34,6 +34,9 @@ pub struct Config {
     pub max_control_line: usize,
     /// Pending outbound bytes per connection past which it is closed as a slow consumer.
     pub max_pending: usize,
+    /// How long a stalled connection (over a quarter of `max_pending` queued) may take no
+    /// bytes at all before it is closed as a slow consumer.
+    pub write_deadline: Duration,
     /// Subscriptions one connection may hold; a SUB beyond it is refused.
     pub max_subscriptions: usize,
     /// How often an idle client is sent a PING.
@@ -61,6 +64,7 @@ impl Default for Config {
             max_payload: limits::DEFAULT_MAX_PAYLOAD_BYTES,
             max_control_line: limits::MAX_CONTROL_LINE_BYTES,
             max_pending: limits::DEFAULT_MAX_PENDING_BYTES,
+            write_deadline: limits::DEFAULT_WRITE_DEADLINE,
             max_subscriptions: limits::MAX_SUBS_PER_CONN,
             ping_interval: limits::DEFAULT_PING_INTERVAL,
             ping_max: limits::DEFAULT_PING_MAX,

@@ -226,7 +226,10 @@ impl Envelope {
         const SLOT: u64 = 64;
         SLOT + match self {
             Envelope::Deliver { msg, .. } | Envelope::DeliverOne { msg, .. } => msg.weight(),
-            Envelope::Barrier(_) | Envelope::BarrierAck(_) => 0,
+            Envelope::Barrier(_)
+            | Envelope::BarrierAck(_)
+            | Envelope::Throttle(_)
+            | Envelope::Unthrottle(_) => 0,
             Envelope::Chat(c) => c.weight(),
         }
     }
@@ -258,6 +261,11 @@ pub enum Envelope {
     /// Back to the connection's worker: what was sent before the barrier has been handled,
     /// and anything it sent back to this worker (chat answers) is ahead of this ack.
     BarrierAck(ConnKey),
+    /// To a publisher's worker: a stalled connection was reached by this publisher's
+    /// messages; stop reading it until the matching [`Envelope::Unthrottle`].
+    Throttle(ConnKey),
+    /// To a publisher's worker: a stall that throttled it has ended.
+    Unthrottle(ConnKey),
     /// Chat traffic: requests to a conversation's owner and answers back.
     Chat(Box<ChatEnvelope>),
 }

@@ -16,6 +16,29 @@ pub const MAX_MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// as nats-server's default `max_pending` (64 MiB).
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
+/// A connection with more than `max_pending / STALL_DIVISOR` bytes pending is *stalled*: the
+/// publishers whose messages reach it stop being read until it drains below half of that.
+/// A quarter of the hard cap (16 MiB by default) leaves room for what is already on the
+/// rings and in the read batch when a publisher is paused (a few MiB), so a reader that
+/// keeps reading, however slowly, never reaches the hard cap.
+pub const STALL_DIVISOR: usize = 4;
+
+/// Publishers one stalled connection pauses at most; later ones are not paused by it (the
+/// hard `max_pending` cap still bounds it). Each entry is a 12-byte connection key.
+pub const MAX_STALLED_PUBLISHERS: usize = 1024;
+
+/// Default time a stalled connection may go without taking a single byte before it is cut
+/// as a slow consumer (`--write-deadline`). nats-server's 10 s stalls every publisher to it
+/// for that long; a healthy reader on a live network drains *something* within a few
+/// hundred milliseconds, so 2 s only cuts a subscriber that has stopped reading, and halves
+/// what its publishers (and their other subscribers) wait five times over.
+pub const DEFAULT_WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often a worker holding a stalled connection checks its write deadline when it has
+/// nothing else to do: a 10 ms wake-up costs nothing measurable, and cuts within 10 ms of
+/// the deadline.
+pub const STALL_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Default interval between server PINGs to an idle client (nats-server: 2 minutes).
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 

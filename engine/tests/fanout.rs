@@ -145,6 +145,7 @@ fn stalled_subscriber_is_cut_off_and_others_get_everything() {
     let server = start(Config {
         workers: 2,
         max_pending: MAX_PENDING,
+        write_deadline: Duration::from_millis(300),
         ..Config::default()
     });
     let mut stalled = Raw::connect(server.local_addr());

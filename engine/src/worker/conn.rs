@@ -19,6 +19,7 @@ use net::outbound::{ChunkPool, Flushed, Outbound};
 use net::proto::{self, Parser, ParserLimits, ProtoError, Side};
 use tracing::{debug, warn};
 
+use super::stall::Stall;
 use super::{Worker, FIRST_CONN};
 use crate::chat::Name;
 use crate::counters::Counter;
@@ -94,8 +95,11 @@ pub enum CloseReason {
     #[error("authentication timeout")]
     AuthTimeout,
     /// Pending outbound bytes passed `max_pending`.
-    #[error("slow consumer")]
+    #[error("slow consumer (max pending exceeded)")]
     SlowConsumer,
+    /// Stalled, and took no bytes within the write deadline.
+    #[error("slow consumer (write deadline exceeded)")]
+    WriteDeadline,
     /// Unanswered PINGs passed `ping_max`.
     #[error("stale connection")]
     StaleConnection,
@@ -179,6 +183,18 @@ pub(super) struct Client {
     pub(super) chat_rooms: HashSet<Name>,
     /// Gathered chat requests of this client still waiting for answers.
     pub(super) gathers: usize,
+    /// Stalled connections currently holding this one's reading back (see `stall`).
+    pub(super) throttles: u32,
+    /// Set while this connection is stalled (too much queued for it).
+    pub(super) stall: Option<Box<Stall>>,
+}
+
+impl Client {
+    /// Whether its input must wait: behind a `PING` barrier, or throttled by a stalled
+    /// subscriber of its messages.
+    pub(super) fn paused(&self) -> bool {
+        self.barriers_out > 0 || self.throttles > 0
+    }
 }
 
 /// A connection's chat identity.
@@ -358,6 +374,8 @@ impl Worker {
             identity: Identity::Anonymous,
             chat_rooms: HashSet::new(),
             gathers: 0,
+            throttles: 0,
+            stall: None,
         };
         let info = proto::Info {
             server_id: self.shared.server_id.clone(),
@@ -410,7 +428,7 @@ impl Worker {
             let Some(c) = self.clients.at(slot) else {
                 return;
             };
-            if c.close.is_some() || c.barriers_out > 0 {
+            if c.close.is_some() || c.paused() {
                 // Closing, or paused behind a barrier (resumed by `barrier_acked`).
                 return;
             }
@@ -468,11 +486,15 @@ impl Worker {
         if c.close.is_some() {
             return;
         }
-        if reason == CloseReason::SlowConsumer {
-            // Nothing more can reach it; free the memory at once.
+        if matches!(
+            reason,
+            CloseReason::SlowConsumer | CloseReason::WriteDeadline
+        ) {
+            // As nats-server: no -ERR. Nothing more can reach it; free the memory at once.
+            let pending = c.out.pending_bytes();
             c.out.clear(&mut self.pool);
             self.shared.counters[self.id].add(Counter::SlowConsumers, 1);
-            warn!(cid = c.id, peer = %c.peer, "slow consumer: pending bytes over max_pending, closing");
+            warn!(cid = c.id, peer = %c.peer, pending, %reason, "slow consumer, closing");
         } else if let Some(text) = reason.err_text() {
             proto::encode_err(&mut c.out.writer(&mut self.pool), text);
         }
@@ -490,13 +512,19 @@ impl Worker {
             if c.write_blocked || c.out.is_empty() {
                 continue;
             }
+            let before = c.out.pending_bytes();
             match c.transport.flush(&mut c.out, &mut self.pool) {
                 Ok(Flushed::All) => {}
                 Ok(Flushed::Blocked) => c.write_blocked = true,
                 Err(e) => {
                     let kind = e.kind();
                     self.fail(slot, CloseReason::Io(kind));
+                    continue;
                 }
+            }
+            let after = c.out.pending_bytes();
+            if c.stall.is_some() {
+                self.after_flush(slot, before, after);
             }
         }
         dirty.clear();
@@ -506,6 +534,8 @@ impl Worker {
     /// Closes every connection marked by [`Worker::fail`].
     pub(super) fn reap(&mut self) {
         while let Some(slot) = self.closing.pop() {
+            // Publishers it held back go on.
+            self.release_stall(slot);
             let Some(mut c) = self.clients.remove(slot) else {
                 continue;
             };

@@ -36,6 +36,7 @@ mod conn;
 mod fanout;
 mod links;
 mod session;
+mod stall;
 
 use conn::{CloseReason, Slab};
 use links::Links;
@@ -91,6 +92,10 @@ pub(crate) struct Worker {
     links: Links,
     /// Who owns each conversation.
     router: Router,
+    /// Slots of connections that may be stalled (checked against the write deadline).
+    stalled: Vec<usize>,
+    /// The time at the top of this loop iteration.
+    now: Instant,
     clients: Slab,
     rbuf: Vec<u8>,
     pool: ChunkPool,
@@ -168,6 +173,8 @@ impl Worker {
             next_assign: 0,
             handoff: parts.handoff,
             router: Router::new(workers),
+            stalled: Vec::new(),
+            now: Instant::now(),
             links: Links::new(
                 parts.id,
                 Arc::clone(&shared),
@@ -219,11 +226,16 @@ impl Worker {
             if self.shared.shutdown.load(Ordering::Acquire) {
                 return self.finish();
             }
+            self.now = Instant::now();
             self.drain_inbound();
             self.adopt_handoffs();
             self.links.retry_overflow();
             self.read_deferred();
             self.end_of_batch();
+            if !self.stalled.is_empty() {
+                self.check_write_deadlines();
+                self.end_of_batch();
+            }
             let now = Instant::now();
             if now >= self.next_tick {
                 self.next_tick = now + self.tick;
@@ -240,6 +252,13 @@ impl Worker {
                 } else if self.links.overflowing() {
                     // Waiting for a peer to drain a full ring: nap, but stay wakeable.
                     Some(limits::OVERFLOW_NAP)
+                } else if !self.stalled.is_empty() {
+                    // A stalled connection's write deadline is checked this often.
+                    Some(
+                        self.next_tick
+                            .saturating_duration_since(now)
+                            .min(limits::STALL_CHECK_INTERVAL),
+                    )
                 } else {
                     Some(self.next_tick.saturating_duration_since(now))
                 }
@@ -310,6 +329,8 @@ impl Worker {
                 self.send(usize::from(conn.worker), Envelope::BarrierAck(conn))
             }
             Envelope::BarrierAck(conn) => self.barrier_acked(conn),
+            Envelope::Throttle(conn) => self.handle_throttle(conn),
+            Envelope::Unthrottle(conn) => self.handle_unthrottle(conn),
             Envelope::Chat(c) => self.handle_chat_envelope(*c),
         }
     }
@@ -370,6 +391,7 @@ impl Worker {
             self.end_subscription(slot, &sid);
         }
         self.queued(slot);
+        self.check_stall(slot, view.origin.conn);
         true
     }
 

@@ -60,7 +60,7 @@ impl Worker {
                 self.apply_pending_subs();
                 return pos;
             };
-            if c.close.is_some() || c.barriers_out > 0 {
+            if c.close.is_some() || c.paused() {
                 self.apply_pending_subs();
                 return pos;
             }

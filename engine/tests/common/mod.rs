@@ -426,6 +426,11 @@ fn reference_config(config: &Config, port: u16) -> String {
     let _ = writeln!(conf, "max_control_line: {}", config.max_control_line);
     let _ = writeln!(
         conf,
+        "write_deadline: \"{}ms\"",
+        config.write_deadline.as_millis()
+    );
+    let _ = writeln!(
+        conf,
         "ping_interval: \"{}ms\"",
         config.ping_interval.as_millis()
     );
