@@ -34,6 +34,7 @@ use crate::sublist::{Change, Placed, SubSet, Sublist};
 
 mod chat;
 mod info;
+pub(crate) mod lame_duck;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -61,6 +62,8 @@ pub(crate) struct Shared {
     pub next_client_id: AtomicU64,
     /// Open connections, for the `max_connections` cap (touched per accept/close only).
     pub open: AtomicUsize,
+    /// Lame-duck mode's request and progress (see `lame_duck`).
+    pub lame_duck: lame_duck::LameDuck,
 }
 
 impl Shared {
@@ -280,6 +283,8 @@ pub(crate) struct Worker {
     tick: Duration,
     next_tick: Instant,
     last_accept_warning: Option<Instant>,
+    /// This worker's lame-duck schedule, once lame-duck mode has started here.
+    lame_duck: Option<lame_duck::Drain>,
 }
 
 /// The parts of a worker built on the spawning thread, before it moves to its own.
@@ -344,6 +349,7 @@ impl Worker {
             tick,
             next_tick: Instant::now() + tick,
             last_accept_warning: None,
+            lame_duck: None,
             shared,
         }
     }
@@ -371,6 +377,7 @@ impl Worker {
                 self.on_tick(now);
                 self.end_of_batch();
             }
+            self.poll_lame_duck(now);
             let timeout = if self.busy() {
                 Some(Duration::ZERO)
             } else {
@@ -382,7 +389,7 @@ impl Worker {
                     // Waiting for a peer to drain a full ring: nap, but stay wakeable.
                     Some(limits::OVERFLOW_NAP)
                 } else {
-                    Some(self.next_tick.saturating_duration_since(now))
+                    Some(self.park_until().saturating_duration_since(now))
                 }
             };
             let polled = self.poll.poll(&mut events, timeout);
