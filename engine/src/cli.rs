@@ -70,6 +70,14 @@ pub struct ServeArgs {
     /// Longest graceful shutdown may spend flushing before closing anyway (e.g. 2s).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Lame-duck mode (SIGUSR2): time over which every connection is closed, the grace
+    /// period included (e.g. 2m, 30s).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub lame_duck_duration: Duration,
+    /// Lame-duck mode: time between telling clients (INFO `ldm`) and the first close; must be
+    /// shorter than --lame-duck-duration.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lame_duck_grace_period: Duration,
     /// Server name reported in INFO (default: the generated server id).
     #[arg(long, default_value = "")]
     pub name: String,
@@ -136,6 +144,12 @@ impl ServeArgs {
                 "--ping-interval and --ping-max must be positive".into(),
             ));
         }
+        if self.lame_duck_grace_period >= self.lame_duck_duration {
+            // nats-server refuses the same configuration at startup.
+            return Err(CliError::Range(
+                "--lame-duck-grace-period must be shorter than --lame-duck-duration".into(),
+            ));
+        }
         let auth = match (&self.auth_token, &self.users) {
             (Some(t), _) => Auth::Token(t.clone()),
             (None, Some(path)) => Auth::Users(read_users(path)?),
@@ -153,6 +167,8 @@ impl ServeArgs {
             auth,
             auth_timeout: self.auth_timeout,
             shutdown_grace: self.shutdown_grace,
+            lame_duck_duration: self.lame_duck_duration,
+            lame_duck_grace_period: self.lame_duck_grace_period,
             server_name: self.name.clone(),
             history: self.history,
             history_bytes: self.history_bytes,
@@ -227,6 +243,16 @@ mod tests {
         assert_eq!(c.ping_interval, Duration::from_secs(120));
         assert_eq!(c.ping_max, 2);
         assert_eq!(c.auth, Auth::None);
+        assert_eq!(c.lame_duck_duration, Duration::from_secs(120));
+        assert_eq!(c.lame_duck_grace_period, Duration::from_secs(10));
+        // The flags' defaults are the embedded ones.
+        assert_eq!(
+            c,
+            Config {
+                workers: c.workers,
+                ..Config::default()
+            }
+        );
         assert_eq!(serve(&[]).listen, "127.0.0.1:4222".parse().unwrap());
     }
 
@@ -243,6 +269,10 @@ mod tests {
             "250ms",
             "--auth-token",
             "s3cret",
+            "--lame-duck-duration",
+            "3s",
+            "--lame-duck-grace-period",
+            "500ms",
         ])
         .to_config()
         .unwrap();
@@ -251,6 +281,8 @@ mod tests {
         assert_eq!(c.max_pending, 4096);
         assert_eq!(c.ping_interval, Duration::from_millis(250));
         assert_eq!(c.auth, Auth::Token("s3cret".into()));
+        assert_eq!(c.lame_duck_duration, Duration::from_secs(3));
+        assert_eq!(c.lame_duck_grace_period, Duration::from_millis(500));
     }
 
     #[test]
@@ -261,6 +293,15 @@ mod tests {
             .to_config()
             .is_err());
         assert!(Cli::try_parse_from(["engine", "serve", "--ping-interval", "5x"]).is_err());
+        assert!(serve(&["--lame-duck-duration", "10s"]).to_config().is_err());
+        assert!(serve(&[
+            "--lame-duck-grace-period",
+            "0s",
+            "--lame-duck-duration",
+            "0s"
+        ])
+        .to_config()
+        .is_err());
     }
 
     #[test]

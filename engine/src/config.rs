@@ -49,6 +49,10 @@ pub struct Config {
     pub auth_timeout: Duration,
     /// How long graceful shutdown may spend flushing before it closes anyway.
     pub shutdown_grace: Duration,
+    /// How long lame-duck mode takes to close every connection, grace period included.
+    pub lame_duck_duration: Duration,
+    /// How long lame-duck mode waits after its `ldm` INFO before the first close.
+    pub lame_duck_grace_period: Duration,
     /// The name INFO reports (`server_name`); the server id when empty.
     pub server_name: String,
     /// Messages each chat room and direct conversation keeps for history.
@@ -71,6 +75,8 @@ impl Default for Config {
             auth: Auth::None,
             auth_timeout: limits::DEFAULT_AUTH_TIMEOUT,
             shutdown_grace: limits::DEFAULT_SHUTDOWN_GRACE,
+            lame_duck_duration: limits::DEFAULT_LAME_DUCK_DURATION,
+            lame_duck_grace_period: limits::DEFAULT_LAME_DUCK_GRACE_PERIOD,
             server_name: String::new(),
             history: limits::DEFAULT_HISTORY_MESSAGES,
             history_bytes: limits::DEFAULT_HISTORY_BYTES,

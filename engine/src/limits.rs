@@ -51,6 +51,19 @@ pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time graceful shutdown spends flushing pending bytes before closing anyway.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Default time lame-duck mode takes to close every connection, grace period included
+/// (nats-server's `lame_duck_duration`: 2 minutes).
+pub const DEFAULT_LAME_DUCK_DURATION: Duration = Duration::from_secs(120);
+
+/// Default time between lame-duck mode's `ldm` INFO and its first close, so that servers
+/// put into lame-duck mode together do not send clients to each other (nats-server's
+/// `lame_duck_grace_period`: 10 s).
+pub const DEFAULT_LAME_DUCK_GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Longest wait between two closes in lame-duck mode, across the server: a handful of clients
+/// need not take the whole duration (nats-server's cap, 1 s).
+pub const LAME_DUCK_MAX_CLOSE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Items each inter-worker ring holds. 4096 envelopes of a few words each is ~100 KiB per
 /// ring: enough to ride out a whole read batch of small publishes without a full ring.
 pub const RING_CAPACITY_ITEMS: usize = 4096;

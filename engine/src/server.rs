@@ -1,7 +1,9 @@
-//! Runs the workers on an already-bound listener until shutdown.
+//! Runs the workers on an already-bound listener until shutdown, or the end of lame-duck
+//! mode.
 //!
 //! [`spawn`] starts one thread per worker and returns a [`ServerHandle`]; the `engine`
-//! binary and the integration tests both go through it, so tests run the real server.
+//! binary and the integration tests both go through it, so tests run the real server. A
+//! [`Control`] steers the server from another thread while the handle is waited on.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -21,6 +23,7 @@ use crate::limits;
 use crate::park::Doorbell;
 use crate::ring;
 use crate::sublist::Sublist;
+use crate::worker::lame_duck::LameDuck;
 use crate::worker::{Parts, Shared, Worker};
 
 /// Binds a listening socket on `addr` for [`spawn`], with address reuse and a listen backlog
@@ -96,6 +99,7 @@ pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHand
         addr,
         next_client_id: AtomicU64::new(1),
         open: AtomicUsize::new(0),
+        lame_duck: LameDuck::new(n),
     });
 
     let mut threads = Vec::with_capacity(n);
@@ -137,15 +141,35 @@ impl ServerHandle {
 
     /// Counters summed over all workers, read while the server runs.
     pub fn stats(&self) -> Snapshot {
-        self.shared
-            .counters
-            .iter()
-            .fold(Snapshot::default(), |acc, c| acc.merge(c.snapshot()))
+        total_stats(&self.shared)
     }
 
     /// Each worker's counters.
     pub fn worker_stats(&self) -> Vec<Snapshot> {
-        self.shared.counters.iter().map(|c| c.snapshot()).collect()
+        worker_stats(&self.shared)
+    }
+
+    /// Enters lame-duck mode, as nats-server does on SIGUSR2: stop accepting connections,
+    /// send each client that sent CONNECT with `protocol` 1 its INFO again with `"ldm":true`,
+    /// wait `lame_duck_grace_period`, close the connections (each after its pending bytes)
+    /// spread over the rest of `lame_duck_duration`, then stop; with no connection open it
+    /// stops at once. Returns at once: [`ServerHandle::wait`] waits for the end. A second
+    /// call changes nothing.
+    pub fn lame_duck(&self) {
+        self.shared.enter_lame_duck();
+    }
+
+    /// A handle that other threads keep to steer the server while this one is waited on.
+    pub fn control(&self) -> Control {
+        Control {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Waits until the server stops by itself (lame-duck mode closed its last connection, or
+    /// [`Control::shutdown`] was called) and joins every worker thread.
+    pub fn wait(mut self) -> io::Result<Snapshot> {
+        self.join()
     }
 
     /// Graceful shutdown: stop accepting, flush pending bytes (bounded by the configured
@@ -156,6 +180,10 @@ impl ServerHandle {
 
     fn stop_and_join(&mut self) -> io::Result<Snapshot> {
         self.shared.stop();
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<Snapshot> {
         let mut result = Ok(());
         for t in self.threads.drain(..) {
             match t.join() {
@@ -164,7 +192,7 @@ impl ServerHandle {
                 Err(_) => result = Err(io::Error::other("a worker thread panicked")),
             }
         }
-        result.map(|()| self.stats())
+        result.map(|()| total_stats(&self.shared))
     }
 }
 
@@ -174,6 +202,41 @@ impl Drop for ServerHandle {
             let _ = self.stop_and_join();
         }
     }
+}
+
+/// Steers a running server from another thread (the binary's signal handler) while its
+/// [`ServerHandle`] is waited on.
+#[derive(Debug, Clone)]
+pub struct Control {
+    shared: Arc<Shared>,
+}
+
+impl Control {
+    /// Enters lame-duck mode: see [`ServerHandle::lame_duck`].
+    pub fn lame_duck(&self) {
+        self.shared.enter_lame_duck();
+    }
+
+    /// Asks for a graceful shutdown (as [`ServerHandle::shutdown`], without waiting for it).
+    pub fn shutdown(&self) {
+        self.shared.stop();
+    }
+
+    /// Each worker's counters.
+    pub fn worker_stats(&self) -> Vec<Snapshot> {
+        worker_stats(&self.shared)
+    }
+}
+
+fn total_stats(shared: &Shared) -> Snapshot {
+    shared
+        .counters
+        .iter()
+        .fold(Snapshot::default(), |acc, c| acc.merge(c.snapshot()))
+}
+
+fn worker_stats(shared: &Shared) -> Vec<Snapshot> {
+    shared.counters.iter().map(|c| c.snapshot()).collect()
 }
 
 /// A 22-character upper-case id, unique per start (time and pid mixed by a 64-bit hash).

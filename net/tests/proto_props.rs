@@ -115,10 +115,11 @@ fn server_op() -> impl Strategy<Value = ServerOp> {
     prop_oneof![
         4 => (subject(), token(), prop::option::of(subject()), prop::option::of(bytes(40)), bytes(80))
             .prop_map(|(subject, sid, reply, headers, payload)| ServerOp::Msg { subject, sid, reply, headers, payload }),
-        1 => ("[ -~]{0,12}", any::<u16>(), any::<bool>(), 0usize..=64 << 20, any::<u64>())
-            .prop_map(|(server_id, port, headers, max_payload, client_id)| ServerOp::Info(Info {
-                server_id, version: "2.9.10".into(), proto: 1, host: "127.0.0.1".into(), port,
-                headers, max_payload, client_id, ..Info::default()
+        1 => ("[ -~]{0,12}", any::<u16>(), any::<bool>(), 0usize..=64 << 20, any::<u64>(), any::<bool>())
+            .prop_map(|(server_id, port, headers, max_payload, client_id, lame_duck_mode)| ServerOp::Info(Info {
+                server_id, version: "2.9.10".into(), proto: 1, engine_version: "0.1.0".into(),
+                host: "127.0.0.1".into(), port, headers, max_payload, client_id, lame_duck_mode,
+                ..Info::default()
             })),
         1 => Just(ServerOp::Ping),
         1 => Just(ServerOp::Pong),

@@ -377,23 +377,7 @@ impl Worker {
             throttles: 0,
             stall: None,
         };
-        let info = proto::Info {
-            server_id: self.shared.server_id.clone(),
-            server_name: if cfg.server_name.is_empty() {
-                self.shared.server_id.clone()
-            } else {
-                cfg.server_name.clone()
-            },
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            proto: 1,
-            host: self.shared.addr.ip().to_string(),
-            port: self.shared.addr.port(),
-            headers: true,
-            max_payload: cfg.max_payload as _,
-            client_id: id,
-            client_ip: peer.ip().to_string(),
-            auth_required: cfg.auth.required(),
-        };
+        let info = self.shared.info(id, peer.ip());
         proto::encode_info(&mut client.out.writer(&mut self.pool), &info);
         // AcqRel-free: a plain counter for the connection cap. Relaxed: no other memory
         // depends on it, and a momentary overshoot of one is harmless.

@@ -34,6 +34,8 @@ use crate::sublist::{Change, SubSet, Sublist};
 mod chat;
 mod conn;
 mod fanout;
+mod info;
+pub(crate) mod lame_duck;
 mod links;
 mod session;
 mod stall;
@@ -67,6 +69,8 @@ pub(crate) struct Shared {
     pub next_client_id: AtomicU64,
     /// Open connections, for the `max_connections` cap (touched per accept/close only).
     pub open: AtomicUsize,
+    /// Lame-duck mode's request and progress (see `lame_duck`).
+    pub lame_duck: lame_duck::LameDuck,
 }
 
 impl Shared {
@@ -117,6 +121,8 @@ pub(crate) struct Worker {
     tick: Duration,
     next_tick: Instant,
     last_accept_warning: Option<Instant>,
+    /// This worker's lame-duck schedule, once lame-duck mode has started here.
+    lame_duck: Option<lame_duck::Drain>,
 }
 
 /// The worker as the fan-out core sees it.
@@ -210,6 +216,7 @@ impl Worker {
             tick,
             next_tick: Instant::now() + tick,
             last_accept_warning: None,
+            lame_duck: None,
             shared,
         }
     }
@@ -242,6 +249,7 @@ impl Worker {
                 self.on_tick(now);
                 self.end_of_batch();
             }
+            self.poll_lame_duck(now);
             let timeout = if self.busy() {
                 Some(Duration::ZERO)
             } else {
@@ -255,12 +263,12 @@ impl Worker {
                 } else if !self.stalled.is_empty() {
                     // A stalled connection's write deadline is checked this often.
                     Some(
-                        self.next_tick
+                        self.park_until()
                             .saturating_duration_since(now)
                             .min(limits::STALL_CHECK_INTERVAL),
                     )
                 } else {
-                    Some(self.next_tick.saturating_duration_since(now))
+                    Some(self.park_until().saturating_duration_since(now))
                 }
             };
             let polled = self.poll.poll(&mut events, timeout);

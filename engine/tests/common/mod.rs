@@ -109,14 +109,7 @@ impl TestServer {
 
     /// Opens a connection and reads the server's INFO line (see [`Client::info_json`]).
     pub fn client(&self) -> Client {
-        let mut client = Client::connect_raw(self.addr);
-        client.info = client.read_line();
-        assert!(
-            client.info.starts_with(b"INFO {") && client.info.ends_with(b"} \r\n"),
-            "first line is not INFO: {}",
-            show(&client.info)
-        );
-        client
+        Client::connect(self.addr)
     }
 
     /// Opens a connection, reads INFO and sends `connect` followed by `PING`, and waits for
@@ -161,7 +154,24 @@ pub struct Client {
 impl Client {
     /// Connects without reading anything.
     pub fn connect_raw(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to server");
+        Client::from_stream(TcpStream::connect(addr).expect("connect to server"))
+    }
+
+    /// Connects and reads the server's INFO line (see [`Client::info_json`]).
+    pub fn connect(addr: SocketAddr) -> Client {
+        let mut client = Client::connect_raw(addr);
+        client.info = client.read_line();
+        assert!(
+            client.info.starts_with(b"INFO {") && client.info.ends_with(b"} \r\n"),
+            "first line is not INFO: {}",
+            show(&client.info)
+        );
+        client
+    }
+
+    /// Wraps an already connected socket (one with socket options of its own), reading
+    /// nothing.
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("TCP_NODELAY");
         Client {
             stream,

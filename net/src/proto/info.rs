@@ -20,10 +20,16 @@ pub struct Info {
     pub server_id: String,
     /// The server's name (nats-server defaults it to the id).
     pub server_name: String,
-    /// Server version; must look like semver for nats.js.
+    /// The nats-server version whose protocol the server implements. Clients gate features
+    /// on it (nats.js needs a semver, nats-py a major version of 2), so it is never the
+    /// server's own version when that is not nats-server's.
     pub version: String,
     /// Protocol level the server speaks (1: async INFO).
     pub proto: i32,
+    /// The version of the server program itself when it is not nats-server (a key no NATS
+    /// client reads; omitted when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub engine_version: String,
     /// Address the server listens on.
     pub host: String,
     /// Port the server listens on (async-nats's test harness dials it).
@@ -41,6 +47,10 @@ pub struct Info {
     /// Clients must authenticate in CONNECT (omitted when false).
     #[serde(skip_serializing_if = "is_false")]
     pub auth_required: bool,
+    /// The server has entered lame-duck mode: it accepts no new connections and will close
+    /// this one soon (sent in a later INFO, as nats-server does; omitted when false).
+    #[serde(rename = "ldm", skip_serializing_if = "is_false")]
+    pub lame_duck_mode: bool,
 }
 
 impl Info {
@@ -87,6 +97,7 @@ impl<'de> Visitor<'de> for Apply<'_> {
                 Field::ServerName => set(&mut i.server_name, map.next_value()?),
                 Field::Version => set(&mut i.version, map.next_value()?),
                 Field::Proto => set(&mut i.proto, map.next_value()?),
+                Field::EngineVersion => set(&mut i.engine_version, map.next_value()?),
                 Field::Host => set(&mut i.host, map.next_value()?),
                 Field::Port => set(&mut i.port, map.next_value()?),
                 Field::Headers => set(&mut i.headers, map.next_value()?),
@@ -94,6 +105,7 @@ impl<'de> Visitor<'de> for Apply<'_> {
                 Field::ClientId => set(&mut i.client_id, map.next_value()?),
                 Field::ClientIp => set(&mut i.client_ip, map.next_value()?),
                 Field::AuthRequired => set(&mut i.auth_required, map.next_value()?),
+                Field::LameDuckMode => set(&mut i.lame_duck_mode, map.next_value()?),
                 Field::Unknown => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -110,6 +122,7 @@ enum Field {
     ServerName,
     Version,
     Proto,
+    EngineVersion,
     Host,
     Port,
     Headers,
@@ -117,15 +130,17 @@ enum Field {
     ClientId,
     ClientIp,
     AuthRequired,
+    LameDuckMode,
     Unknown,
 }
 
 /// The JSON keys kept here, matched without regard to ASCII case (as Go's encoding/json).
-const FIELDS: [(&str, Field); 11] = [
+const FIELDS: [(&str, Field); 13] = [
     ("server_id", Field::ServerId),
     ("server_name", Field::ServerName),
     ("version", Field::Version),
     ("proto", Field::Proto),
+    ("engine_version", Field::EngineVersion),
     ("host", Field::Host),
     ("port", Field::Port),
     ("headers", Field::Headers),
@@ -133,6 +148,7 @@ const FIELDS: [(&str, Field); 11] = [
     ("client_id", Field::ClientId),
     ("client_ip", Field::ClientIp),
     ("auth_required", Field::AuthRequired),
+    ("ldm", Field::LameDuckMode),
 ];
 
 impl<'de> Deserialize<'de> for Field {
@@ -163,7 +179,8 @@ mod tests {
         let json = br#"{"server_id":"NDW","server_name":"NDW","version":"2.9.10","proto":1,"go":"go1.19.8","host":"127.0.0.1","port":14222,"headers":true,"max_payload":1048576,"client_id":5,"client_ip":"127.0.0.1"} "#;
         let i = Info::parse(json).unwrap();
         assert_eq!((i.port, i.max_payload, i.client_id), (14222, 1_048_576, 5));
-        assert!(i.headers && !i.auth_required);
+        assert!(i.headers && !i.auth_required && !i.lame_duck_mode);
+        assert!(i.engine_version.is_empty());
         assert_eq!(Info::parse(b"{}").unwrap(), Info::default());
         assert_eq!(Info::parse(b"null").unwrap(), Info::default());
         assert_eq!(Info::parse(b"{\"port\":\"x\"}"), Err(ProtoError::BadInfo));
@@ -174,6 +191,28 @@ mod tests {
     fn omits_defaults() {
         let json = serde_json::to_string(&Info::default()).unwrap();
         assert!(!json.contains("client_id") && !json.contains("auth_required"));
+        assert!(!json.contains("ldm") && !json.contains("engine_version"));
         assert!(json.contains("\"max_payload\":0"));
+    }
+
+    #[test]
+    fn lame_duck_info_round_trips() {
+        // nats-server 2.9.10's INFO on entering lame-duck mode ends in `"ldm":true`.
+        let json = br#"{"server_id":"NAW","version":"2.9.10","proto":1,"client_id":5,"client_ip":"127.0.0.1","ldm":true}"#;
+        let i = Info::parse(json).unwrap();
+        assert!(i.lame_duck_mode);
+        let info = Info {
+            version: "2.9.10".into(),
+            engine_version: "0.1.0".into(),
+            lame_duck_mode: true,
+            ..Info::default()
+        };
+        let json = serde_json::to_string(&info).unwrap();
+        assert!(json.ends_with(r#","ldm":true}"#), "{json}");
+        assert!(
+            json.contains(r#""proto":0,"engine_version":"0.1.0","#),
+            "{json}"
+        );
+        assert_eq!(Info::parse(json.as_bytes()), Ok(info));
     }
 }
