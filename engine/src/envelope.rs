@@ -126,7 +126,9 @@ pub struct SubState {
     /// worker touches it.
     max: AtomicU64,
     /// Set once the subscription has ended, so in-flight deliveries are dropped. Relaxed:
-    /// written and read only by the connection's worker; other workers never look at it.
+    /// written only by the connection's worker, which alone relies on it; other workers read
+    /// it only as a hint (a queue pick skips members already ended; a stale "live" is
+    /// caught when the delivery reaches the member's worker).
     closed: AtomicBool,
 }
 
@@ -198,9 +200,10 @@ impl SubState {
         self.closed.store(true, Ordering::Relaxed);
     }
 
-    /// Whether the subscription has ended.
+    /// Whether the subscription has ended (from another worker: as a hint, see the field).
     pub fn is_closed(&self) -> bool {
-        // Relaxed: only the owning worker writes it.
+        // Relaxed: only the owning worker writes it, and no other memory is read on the
+        // strength of it.
         self.closed.load(Ordering::Relaxed)
     }
 }

@@ -109,6 +109,20 @@ pub const MAX_CONNECTIONS: usize = 65536;
 /// is revisited on the next loop iteration, so one fast publisher cannot starve the rest.
 pub const READS_PER_EVENT: usize = 16;
 
+/// SUBs and UNSUBs one connection may have handled per turn before the worker moves on to
+/// the others (its remaining ops wait, unparsed, for its next turn). 256 index changes cost
+/// well under a millisecond at a million patterns, so a SUB flood delays nobody noticeably;
+/// a client that subscribes to a few hundred subjects at start needs one or two turns.
+pub const INDEX_CHANGES_PER_TURN: usize = 64;
+
+/// Index removals a closing connection's subscriptions are applied in per loop iteration:
+/// a connection with a million subscriptions is removed over many iterations instead of
+/// freezing its worker (nothing is delivered to them meanwhile: their connection is gone).
+/// A removal costs a few cache misses (~1-2 µs at a million patterns), so 64 hold the worker
+/// ~0.1 ms per iteration; batches of 4096 took tens of milliseconds each, and made glibc
+/// consolidate its free lists on every batch.
+pub const INDEX_REMOVALS_PER_TURN: usize = 64;
+
 /// Subscriptions one connection may hold. nats-server's default is unlimited; a cap keeps
 /// one client from growing the index without bound (`-ERR 'maximum subscriptions exceeded'`,
 /// the SUB is refused and the connection stays open, as nats-server's `max_subscriptions`).

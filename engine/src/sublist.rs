@@ -3,7 +3,7 @@
 //! # Shape
 //! Every subscribed [`Pattern`] owns one immutable [`SubSet`]: its plain subscribers, its
 //! queue groups, and a bit mask of the workers they live on. The sets are kept in a hash
-//! table split into a fixed number of buckets (`BUCKETS`, 4096); each bucket is an immutable
+//! table split into a fixed number of buckets (`BUCKETS`, 65,536); each bucket is an immutable
 //! sorted array behind its own [`ArcSwap`]. Literal and wildcard patterns share that table,
 //! keyed by a seeded hash of the pattern's tokens.
 //!
@@ -62,7 +62,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::limits::MAX_WORKERS;
 use crate::subject::{Pattern, Token, ONE, SEPARATOR, TAIL};
@@ -126,7 +126,9 @@ pub enum Change<S> {
 /// needs two removals. The same `S` may be inserted under different patterns.
 pub struct Sublist<S> {
     /// Pattern hash → subscriber set, split so that an update copies only one bucket.
-    buckets: Box<[ArcSwap<Bucket<S>>]>,
+    /// `None` is an empty bucket: a new index is one zeroed allocation, with no reference
+    /// counts to set up or tear down.
+    buckets: Box<[ArcSwapOption<Bucket<S>>]>,
     /// The wildcard shapes in use, with how many patterns have each.
     shapes: ArcSwap<ShapeTable>,
     /// Per-index hash keys, so that subjects chosen by clients cannot pile into one bucket
@@ -137,6 +139,8 @@ pub struct Sublist<S> {
     /// Subscriptions in the index. Signed: a remove may account before the insert it undid
     /// when both race, so the count can dip below zero for a moment.
     subs: AtomicI64,
+    /// Patterns with at least one subscriber (signed for the same reason).
+    patterns: AtomicI64,
 }
 
 impl<S> SubSet<S> {
@@ -170,15 +174,10 @@ impl<S> Change<S> {
 impl<S> Sublist<S> {
     /// An empty index.
     pub fn new() -> Self {
-        let empty = Arc::new(Bucket {
-            entries: Vec::new(),
-        });
         let state = RandomState::new();
         let token = state.hash_one(0u8);
         Self {
-            buckets: (0..BUCKETS)
-                .map(|_| ArcSwap::new(Arc::clone(&empty)))
-                .collect(),
+            buckets: (0..BUCKETS).map(|_| ArcSwapOption::empty()).collect(),
             shapes: ArcSwap::from_pointee(ShapeTable { shapes: Vec::new() }),
             keys: HashKeys {
                 pattern: state.hash_one(1u8),
@@ -188,6 +187,7 @@ impl<S> Sublist<S> {
             },
             generation: AtomicU64::new(0),
             subs: AtomicI64::new(0),
+            patterns: AtomicI64::new(0),
         }
     }
 
@@ -212,10 +212,11 @@ impl<S> Sublist<S> {
         self.len() == 0
     }
 
-    /// Number of distinct patterns with at least one subscriber. Walks every bucket, so it
-    /// is for statistics and tests, not for the hot path.
+    /// Number of distinct patterns with at least one subscriber. May lag a concurrent change
+    /// by a moment.
     pub fn pattern_count(&self) -> usize {
-        self.buckets.iter().map(|b| b.load().entries.len()).sum()
+        // Relaxed: a statistic; nothing is ordered by it.
+        usize::try_from(self.patterns.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Number of distinct wildcard shapes in use (see the module docs).
@@ -288,6 +289,9 @@ impl<S> Sublist<S> {
         found: &mut impl FnMut(&Arc<SubSet<S>>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let bucket = self.buckets[bucket_index(hash)].load();
+        let Some(bucket) = bucket.as_deref() else {
+            return ControlFlow::Continue(());
+        };
         let entries = &bucket.entries;
         let start = entries.partition_point(|e| e.hash < hash);
         for entry in entries.get(start..).unwrap_or_default() {
@@ -410,6 +414,7 @@ impl<S: Placed + Clone + PartialEq> Sublist<S> {
         self.adjust_shapes(&speculative);
 
         let mut effect = Effect::default();
+        let mut patterns = 0i64;
         let mut uncount: Vec<(&Shape, isize)> = Vec::new();
         for group in planned.chunk_by(|a, b| a.bucket == b.bucket) {
             let group_effect = self.apply_bucket(group);
@@ -424,13 +429,17 @@ impl<S: Placed + Clone + PartialEq> Sublist<S> {
             }
             effect.inserted += group_effect.inserted;
             effect.removed += group_effect.removed;
+            for outcome in &group_effect.outcomes {
+                patterns += i64::from(outcome.created) - i64::from(outcome.destroyed);
+            }
         }
         self.adjust_shapes(&uncount);
 
         let total = effect.inserted + effect.removed;
         let net = effect.inserted as i64 - effect.removed as i64;
-        // Relaxed: `len` is a statistic.
+        // Relaxed (both): `len` and `pattern_count` are statistics.
         self.subs.fetch_add(net, Ordering::Relaxed);
+        self.patterns.fetch_add(patterns, Ordering::Relaxed);
         if total > 0 {
             // Release pairs with the Acquire load in `generation`: whoever sees the new
             // generation also sees the snapshots swapped in above.
@@ -447,7 +456,9 @@ impl<S: Placed + Clone + PartialEq> Sublist<S> {
         let slot = &self.buckets[first.bucket];
         loop {
             let current = slot.load_full();
-            let mut entries = current.entries.clone();
+            let mut entries = current
+                .as_deref()
+                .map_or_else(Vec::new, |b| b.entries.clone());
             let mut effect = BucketEffect {
                 outcomes: vec![Outcome::default(); group.len()],
                 ..BucketEffect::default()
@@ -518,11 +529,31 @@ impl<S: Placed + Clone + PartialEq> Sublist<S> {
             if effect.inserted + effect.removed == 0 {
                 return effect;
             }
-            let previous = slot.compare_and_swap(&current, Arc::new(Bucket { entries }));
-            if Arc::ptr_eq(&previous, &current) {
+            let next = (!entries.is_empty()).then(|| Arc::new(Bucket { entries }));
+            let previous = slot.compare_and_swap(&current, next);
+            let same = match (&*previous, &current) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
                 return effect;
             }
             // Another writer swapped this bucket in between: rebuild on its version.
+        }
+    }
+}
+
+impl<S> Drop for Sublist<S> {
+    fn drop(&mut self) {
+        // An `ArcSwap`'s own drop first waits out readers that may still use its pointer,
+        // which costs a walk of arc-swap's debt lists per slot (17 ms for 65,536 slots in a
+        // debug build) even for an empty one; an empty slot holds no reference, so
+        // forgetting it leaks nothing. Nobody else can read the index now (`&mut self`).
+        for slot in std::mem::take(&mut self.buckets).into_vec() {
+            if slot.load().is_none() {
+                std::mem::forget(slot);
+            }
         }
     }
 }
@@ -818,10 +849,15 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 }
 
 /// log2 of [`BUCKETS`].
-const BUCKETS_LOG2: u32 = 12;
+const BUCKETS_LOG2: u32 = 16;
 
-/// Buckets of the pattern table. 4096 keeps a bucket at ~25 entries with 100k patterns (an
-/// update copies that many pointers) and costs 32 KiB of slots per index.
+/// Buckets of the pattern table. 65,536 keep a bucket at ~15 entries with a million
+/// patterns (an update copies, and so touches the reference count of, that many sets) and
+/// cost 512 KiB of slots per index. With 4096, a million-SUB flood copied ~250 pointers per
+/// SUB and held its worker for hundreds of milliseconds per read batch. 262,144 (~4 entries)
+/// halved the flood's remaining cost but made every index 2 MiB and the test suite's
+/// thousands of indexes ten times slower to build; the per-turn budgets in `limits` bound
+/// what one connection's index work may cost its worker either way.
 const BUCKETS: usize = 1 << BUCKETS_LOG2;
 
 /// Odd 64-bit constants (digits of pi, as foldhash uses) for the table hash.

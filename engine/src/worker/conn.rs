@@ -6,7 +6,7 @@
 //! loop. Everything above it (parser, outbound chunks, options, subscriptions) is the same
 //! for every transport.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,7 @@ use net::outbound::{ChunkPool, Flushed, Outbound};
 use net::proto::{self, Parser, ParserLimits, ProtoError, Side};
 use tracing::{debug, warn};
 
+use super::sids::Sids;
 use super::stall::Stall;
 use super::{Worker, FIRST_CONN};
 use crate::chat::Name;
@@ -159,7 +160,7 @@ pub(super) struct Client {
     pub(super) connect: proto::Connect,
     /// Whether a CONNECT has been accepted.
     pub(super) connected: bool,
-    pub(super) subs: HashMap<Box<[u8]>, SubRef>,
+    pub(super) subs: Sids,
     pub(super) pings_out: u32,
     /// Bytes arrived since the last ping check.
     pub(super) active: bool,
@@ -187,13 +188,20 @@ pub(super) struct Client {
     pub(super) throttles: u32,
     /// Set while this connection is stalled (too much queued for it).
     pub(super) stall: Option<Box<Stall>>,
+    /// SUBs and UNSUBs handled in this connection's current turn (see `handle_readable`).
+    pub(super) turn_changes: usize,
 }
 
 impl Client {
     /// Whether its input must wait: behind a `PING` barrier, or throttled by a stalled
     /// subscriber of its messages.
     pub(super) fn paused(&self) -> bool {
-        self.barriers_out > 0 || self.throttles > 0
+        self.barriers_out > 0 || self.throttles > 0 || self.turn_over()
+    }
+
+    /// Whether it has used up this turn's budget of index changes.
+    pub(super) fn turn_over(&self) -> bool {
+        self.turn_changes >= limits::INDEX_CHANGES_PER_TURN
     }
 }
 
@@ -359,7 +367,7 @@ impl Worker {
             },
             connect: proto::Connect::default(),
             connected: false,
-            subs: HashMap::new(),
+            subs: Sids::default(),
             pings_out: 0,
             active: false,
             next_ping: now + cfg.ping_interval,
@@ -376,6 +384,7 @@ impl Worker {
             gathers: 0,
             throttles: 0,
             stall: None,
+            turn_changes: 0,
         };
         let info = self.shared.info(id, peer.ip());
         proto::encode_info(&mut client.out.writer(&mut self.pool), &info);
@@ -401,7 +410,20 @@ impl Worker {
     }
 
     /// Reads until the socket would block, a budget runs out, or the rings push back.
+    /// One turn of a connection: the ops its last turn held back, then reads until the
+    /// socket would block, a budget runs out, or the rings push back. Two budgets keep one
+    /// connection from taking the worker away from the others: `READS_PER_EVENT` reads, and
+    /// `INDEX_CHANGES_PER_TURN` SUBs/UNSUBs (an index change costs far more than a publish:
+    /// a million-SUB flood in one turn held its worker for seconds). A connection that used
+    /// up a budget goes to the back of the line, its unparsed ops kept.
     pub(super) fn handle_readable(&mut self, slot: usize) {
+        if let Some(c) = self.clients.at(slot) {
+            let held_back = c.turn_over();
+            c.turn_changes = 0;
+            if held_back {
+                self.resume(slot);
+            }
+        }
         for _ in 0..limits::READS_PER_EVENT {
             if self.links.overflowing() {
                 // Backpressure: leave the bytes in the kernel (and so throttle the
@@ -412,8 +434,13 @@ impl Worker {
             let Some(c) = self.clients.at(slot) else {
                 return;
             };
+            if c.turn_over() {
+                self.defer(slot);
+                return;
+            }
             if c.close.is_some() || c.paused() {
-                // Closing, or paused behind a barrier (resumed by `barrier_acked`).
+                // Closing, or paused behind a barrier (resumed by `barrier_acked`) or a
+                // stalled subscriber (resumed by `handle_unthrottle`).
                 return;
             }
             let n = match c.transport.read(&mut self.rbuf) {
@@ -515,6 +542,30 @@ impl Worker {
         self.dirty = dirty;
     }
 
+    /// Takes the next batch of ended subscriptions out of the index. Batched, so each touched
+    /// set is rebuilt once per batch however many of the batch's subscriptions it held.
+    pub(super) fn apply_retiring(&mut self) {
+        let Some(subs) = self.retiring.front_mut() else {
+            return;
+        };
+        let removals: Vec<Change<SubRef>> = subs
+            .by_ref()
+            .take(limits::INDEX_REMOVALS_PER_TURN)
+            .map(|sub| {
+                sub.0.close();
+                Change::Remove {
+                    pattern: sub.0.pattern.clone(),
+                    queue: sub.0.queue.as_deref().map(Arc::from),
+                    sub,
+                }
+            })
+            .collect();
+        if removals.len() < limits::INDEX_REMOVALS_PER_TURN {
+            self.retiring.pop_front();
+        }
+        self.shared.sublist.apply(removals);
+    }
+
     /// Closes every connection marked by [`Worker::fail`].
     pub(super) fn reap(&mut self) {
         while let Some(slot) = self.closing.pop() {
@@ -529,22 +580,13 @@ impl Worker {
             }
             c.out.clear(&mut self.pool);
             c.transport.close(self.poll.registry());
-            // One batch: each touched set is rebuilt once, however many subscriptions the
-            // connection held on it.
-            let removals: Vec<Change<SubRef>> = c
-                .subs
-                .values()
-                .map(|sub| {
-                    sub.0.close();
-                    Change::Remove {
-                        pattern: sub.0.pattern.clone(),
-                        queue: sub.0.queue.as_deref().map(Arc::from),
-                        sub: sub.clone(),
-                    }
-                })
-                .collect();
-            self.shared.sublist.apply(removals);
             self.chat_session_gone(&c);
+            // Out of the index over the next loop iterations, `INDEX_REMOVALS_PER_TURN` at a
+            // time, so closing costs what each iteration touches (walking or freeing a
+            // million subscriptions at once held the worker for a second). Meanwhile nothing
+            // reaches them: their connection's slot is gone, which `deliver` checks.
+            self.retiring
+                .push_back(std::mem::take(&mut c.subs).into_values());
             // Relaxed: see `adopt`.
             self.shared.open.fetch_sub(1, Ordering::Relaxed);
             self.shared.counters[self.id].add(Counter::Closed, 1);

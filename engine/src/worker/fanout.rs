@@ -183,7 +183,9 @@ fn pick_queue_members<S: Sink>(
 }
 
 /// One member, at random, among `groups` (one name's groups, possibly from several sets),
-/// skipping `exclude` and the publisher when it does not want its own messages. One pass in
+/// skipping `exclude`, members already ended (a closed connection's subscriptions leave the
+/// index over several loop iterations), and the publisher when it does not want its own
+/// messages. One pass in
 /// the common case: a random index over all members, taken as is when eligible; a second,
 /// counting pass only when it hit an ineligible member.
 fn choose<'g, S: Sink, I>(
@@ -195,8 +197,9 @@ fn choose<'g, S: Sink, I>(
 where
     I: IntoIterator<Item = &'g QueueGroup<SubRef>> + Clone,
 {
-    let eligible =
-        |s: &SubRef| (view.origin.echo || s.0.conn != view.origin.conn) && Some(s) != exclude;
+    let eligible = |s: &SubRef| {
+        (view.origin.echo || s.0.conn != view.origin.conn) && Some(s) != exclude && !s.0.is_closed()
+    };
     let total: usize = groups.clone().into_iter().map(|g| g.members.len()).sum();
     if total == 0 {
         return None;

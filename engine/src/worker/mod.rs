@@ -38,6 +38,7 @@ mod info;
 pub(crate) mod lame_duck;
 mod links;
 mod session;
+mod sids;
 mod stall;
 
 use conn::{CloseReason, Slab};
@@ -96,6 +97,9 @@ pub(crate) struct Worker {
     links: Links,
     /// Who owns each conversation.
     router: Router,
+    /// Subscriptions of closed connections still to be taken out of the index, one
+    /// connection's at a time.
+    retiring: VecDeque<sids::SidsIntoValues>,
     /// Slots of connections that may be stalled (checked against the write deadline).
     stalled: Vec<usize>,
     /// The time at the top of this loop iteration.
@@ -179,6 +183,7 @@ impl Worker {
             next_assign: 0,
             handoff: parts.handoff,
             router: Router::new(workers),
+            retiring: VecDeque::new(),
             stalled: Vec::new(),
             now: Instant::now(),
             links: Links::new(
@@ -237,6 +242,7 @@ impl Worker {
             self.drain_inbound();
             self.adopt_handoffs();
             self.links.retry_overflow();
+            self.apply_retiring();
             self.read_deferred();
             self.end_of_batch();
             if !self.stalled.is_empty() {
@@ -303,7 +309,9 @@ impl Worker {
     /// Whether there is work that must not wait for an event: inbound envelopes, or reads
     /// that were deferred and may go ahead (not while a ring is overflowing).
     fn busy(&mut self) -> bool {
-        (!self.deferred.is_empty() && !self.links.overflowing()) || self.links.has_inbound()
+        (!self.deferred.is_empty() && !self.links.overflowing())
+            || self.links.has_inbound()
+            || !self.retiring.is_empty()
     }
 
     /// Flushes, closes what must close, and publishes ring pushes.

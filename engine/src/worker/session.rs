@@ -334,6 +334,7 @@ impl Worker {
                 SubState::new(c.key, sid, pattern.clone(), queue).with_user(user),
             ));
             c.subs.insert(sid.into(), sub.clone());
+            c.turn_changes += 1;
             self.pending_subs.push(Change::Insert {
                 pattern,
                 queue: queue.map(Arc::from),
@@ -370,6 +371,7 @@ impl Worker {
             return;
         };
         if let Some(sub) = c.subs.remove(sid) {
+            c.turn_changes += 1;
             sub.0.close();
             self.shared
                 .sublist
