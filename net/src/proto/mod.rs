@@ -44,6 +44,8 @@ mod publish;
 mod subscribe;
 mod unsubscribe;
 
+use crate::limits;
+
 pub use connect::Connect;
 pub use encode::{
     encode_connect, encode_err, encode_hmsg, encode_hpub, encode_info, encode_msg, encode_ok,
@@ -97,17 +99,12 @@ impl ParserLimits {
 }
 
 impl Default for ParserLimits {
-    /// nats-server's defaults: 4096-byte control lines, 1 MiB payloads.
+    /// nats-server's defaults: 4096-byte control lines, 1 MiB payloads
+    /// ([`crate::limits`]).
     fn default() -> Self {
         Self {
-            max_control_line_bytes: DEFAULT_MAX_CONTROL_LINE_BYTES,
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_control_line_bytes: limits::DEFAULT_MAX_CONTROL_LINE_BYTES,
+            max_payload_bytes: limits::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }
-
-/// nats-server's default `max_control_line`.
-const DEFAULT_MAX_CONTROL_LINE_BYTES: usize = 4096;
-
-/// nats-server's default `max_payload` (1 MiB).
-const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
