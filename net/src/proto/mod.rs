@@ -70,9 +70,10 @@ pub enum Side {
 /// Caps the parser enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParserLimits {
-    /// Longest control line accepted, in bytes, counted from the op name up to and
-    /// including the line's LF (nats-server's `max_control_line`). Values below
-    /// [`ParserLimits::MIN_CONTROL_LINE_BYTES`] are raised to it.
+    /// Longest control line accepted, in bytes of arguments: what follows the op name and
+    /// its blanks, up to the line end (nats-server's `max_control_line`; the blanks may not
+    /// exceed it either). Values below [`ParserLimits::MIN_CONTROL_LINE_BYTES`] are raised
+    /// to it.
     pub max_control_line_bytes: usize,
     /// Largest `PUB`/`HPUB` (or `MSG`/`HMSG`) total size (headers + payload) accepted,
     /// in bytes (nats-server's `max_payload`).
