@@ -58,8 +58,10 @@ pub const OUTBOUND_CHUNK_BYTES: usize = 4 * 1024;
 /// subscriber of a 10,000-member room split over two workers to get a pooled chunk.
 pub const OUTBOUND_POOL_CHUNKS: usize = 8192;
 
-/// Iovecs per vectored write.
-pub const MAX_IOVECS: usize = 64;
+/// Iovecs per vectored write: the outbound queue's own cap, defined once in
+/// [`net::limits::MAX_IOVECS`] (the length of the array `flush_to` fills), so the two cannot
+/// drift.
+pub use net::limits::MAX_IOVECS;
 
 /// Most workers: a subscriber set records its workers in a 64-bit mask.
 pub const MAX_WORKERS: usize = 64;
