@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
-/// Longest control line (op name and arguments), as nats-server's `max_control_line`.
-pub const MAX_CONTROL_LINE_BYTES: usize = 4096;
+/// Longest control line, in bytes of arguments (after the op name and its blanks), as
+/// nats-server's `max_control_line`: the parser's default, defined once in
+/// [`net::limits::DEFAULT_MAX_CONTROL_LINE_BYTES`]; the engine has no flag for it.
+pub const MAX_CONTROL_LINE_BYTES: usize = net::limits::DEFAULT_MAX_CONTROL_LINE_BYTES;
 
-/// Default largest PUB/HPUB size, as nats-server's default `max_payload` (1 MiB).
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// Default largest PUB/HPUB size (`--max-payload`), as nats-server's default `max_payload`
+/// (1 MiB): the parser's default, defined once in net.
+pub use net::limits::DEFAULT_MAX_PAYLOAD_BYTES;
 
 /// Upper bound accepted for `--max-payload`: beyond this one client could make the server
 /// buffer unreasonable amounts per connection (nats-server warns past 8 MiB, refuses past 64 MiB).
@@ -91,8 +94,10 @@ pub const OUTBOUND_CHUNK_BYTES: usize = 4 * 1024;
 /// subscriber of a 10,000-member room split over two workers to get a pooled chunk.
 pub const OUTBOUND_POOL_CHUNKS: usize = 8192;
 
-/// Iovecs per vectored write.
-pub const MAX_IOVECS: usize = 64;
+/// Iovecs per vectored write: the outbound queue's own cap, defined once in
+/// [`net::limits::MAX_IOVECS`] (the length of the array `flush_to` fills), so the two cannot
+/// drift.
+pub use net::limits::MAX_IOVECS;
 
 /// Most workers: a subscriber set records its workers in a 64-bit mask.
 pub const MAX_WORKERS: usize = 64;

@@ -6,10 +6,11 @@
 //! [`UnsafeCell`]: std's cell hands out raw pointers with `get`, loom's tracks each access, so
 //! both are used through the closure-based `with` / `with_mut` API that loom defines.
 //!
-//! Run the loom models with:
+//! The loom models are unit tests of the library in `src/loom_models.rs`, compiled only with
+//! `--cfg engine_loom`; run them with:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg engine_loom" cargo test -p engine --release --test loom_ring
+//! bash scripts/loom.sh
 //! ```
 //!
 //! [loom]: https://docs.rs/loom

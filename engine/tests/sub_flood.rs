@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use engine::config::Config;
+use engine::counters::Counter;
 use engine::server::spawn;
 
 /// A release build floods with a million SUBs, as the attacker did; a debug build
@@ -117,7 +118,7 @@ fn a_sub_flood_and_its_close_do_not_hold_up_other_connections() {
     phase.store(CLOSED, Ordering::Release);
     // Until the index holds only the pair again, then a little longer.
     let give_up = Instant::now() + Duration::from_secs(60);
-    while server.stats().closed == 0 || probe_interest(&mut probe, last) {
+    while server.stats()[Counter::Closed] == 0 || probe_interest(&mut probe, last) {
         assert!(
             Instant::now() < give_up,
             "the flood's subscriptions never left"

@@ -19,8 +19,9 @@ pub const READ_CHUNK_BYTES: usize = 256 * 1024;
 pub const MAX_PUBLISHER_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
 
 /// Leftover bytes of a partial frame a connection may hold between reads: nats-server's
-/// default `max_payload` (1 MiB) plus room for the control line.
-pub const MAX_PARTIAL_FRAME_BYTES: usize = 1024 * 1024 + 8 * 1024;
+/// default `max_payload` (1 MiB, [`net::limits::DEFAULT_MAX_PAYLOAD_BYTES`]) plus room for
+/// the control line.
+pub const MAX_PARTIAL_FRAME_BYTES: usize = net::limits::DEFAULT_MAX_PAYLOAD_BYTES + 8 * 1024;
 
 /// File descriptors kept beyond one per connection (stdio, epoll, wakers, files written).
 pub const SPARE_FDS: u64 = 64;

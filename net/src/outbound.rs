@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
+use crate::limits::MAX_IOVECS;
 use crate::proto::Put;
 
 /// Free chunks kept by one worker for reuse by all its connections.
@@ -85,7 +86,8 @@ impl Outbound {
         OutboundWriter { out: self, pool }
     }
 
-    /// Writes as much as the socket takes, in vectored writes of up to `max_iovecs` chunks.
+    /// Writes as much as the socket takes, in vectored writes of up to `max_iovecs` chunks
+    /// (at most [`MAX_IOVECS`]).
     pub fn flush_to<W: Write>(
         &mut self,
         sink: &mut W,
@@ -93,7 +95,7 @@ impl Outbound {
         max_iovecs: usize,
     ) -> io::Result<Flushed> {
         while self.pending > 0 {
-            let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
             for (i, chunk) in self.chunks.iter().enumerate() {
                 if n == max_iovecs.min(slices.len()) {

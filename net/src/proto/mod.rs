@@ -44,6 +44,8 @@ mod publish;
 mod subscribe;
 mod unsubscribe;
 
+use crate::limits;
+
 pub use connect::Connect;
 pub use encode::{
     encode_connect, encode_err, encode_hmsg, encode_hpub, encode_info, encode_msg, encode_ok,
@@ -68,9 +70,10 @@ pub enum Side {
 /// Caps the parser enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParserLimits {
-    /// Longest control line accepted, in bytes, counted from the op name up to and
-    /// including the line's LF (nats-server's `max_control_line`). Values below
-    /// [`ParserLimits::MIN_CONTROL_LINE_BYTES`] are raised to it.
+    /// Longest control line accepted, in bytes of arguments: what follows the op name and
+    /// its blanks, up to the line end (nats-server's `max_control_line`; the blanks may not
+    /// exceed it either). Values below [`ParserLimits::MIN_CONTROL_LINE_BYTES`] are raised
+    /// to it.
     pub max_control_line_bytes: usize,
     /// Largest `PUB`/`HPUB` (or `MSG`/`HMSG`) total size (headers + payload) accepted,
     /// in bytes (nats-server's `max_payload`).
@@ -97,17 +100,12 @@ impl ParserLimits {
 }
 
 impl Default for ParserLimits {
-    /// nats-server's defaults: 4096-byte control lines, 1 MiB payloads.
+    /// nats-server's defaults: 4096-byte control lines, 1 MiB payloads
+    /// ([`crate::limits`]).
     fn default() -> Self {
         Self {
-            max_control_line_bytes: DEFAULT_MAX_CONTROL_LINE_BYTES,
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_control_line_bytes: limits::DEFAULT_MAX_CONTROL_LINE_BYTES,
+            max_payload_bytes: limits::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }
-
-/// nats-server's default `max_control_line`.
-const DEFAULT_MAX_CONTROL_LINE_BYTES: usize = 4096;
-
-/// nats-server's default `max_payload` (1 MiB).
-const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
