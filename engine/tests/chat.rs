@@ -707,8 +707,10 @@ async fn only_well_formed_client_headers_pass_the_stamp() {
     let server = start(Config::default());
     let mut raw = raw_connect(&server).await;
     // One member, publishing headers some client parsers would read as a forged sender: a
-    // lone CR inside a line, a folded line, a line without a name.
-    let hdr = b"NATS/1.0\r\nX-Ok: 1\r\nX: a\rChat-From: mallory\r\n Chat-Seq: 9\r\nnoname\r\n\r\n";
+    // lone CR or LF inside a line (lines end at CRLF only, so the whole line goes), a folded
+    // line, a line without a name.
+    let hdr = b"NATS/1.0\r\nX-Ok: 1\r\nX: a\rChat-From: mallory\r\n\
+        X-Lf: b\nChat-From: mallory\r\n Chat-Seq: 9\r\nnoname\r\n\r\n";
     let mut ops = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\
         \"user\":\"bob\"}\r\nSUB _INBOX.b 1\r\nSUB $CHAT.MSG.h 2\r\n\
         PUB $CHAT.API.room.create _INBOX.b 12\r\n{\"room\":\"h\"}\r\n"
