@@ -1226,6 +1226,17 @@ async fn broadcast_answers_in_request_order() {
             {"seq": 1, "from": "alice", "data": "news"},
         ]})
     );
+    // 1,024 targets at most: one more is a cap reached, a 429 (and sends nothing).
+    let users: Vec<String> = (0..1024).map(|i| format!("u{i}")).collect();
+    assert_eq!(
+        fails(
+            &alice,
+            "broadcast",
+            json!({"rooms": ["a"], "users": users, "data": "x"})
+        )
+        .await,
+        429
+    );
     expect_quiet(&bob, &mut bob_c).await;
     expect_quiet(&carol, &mut carol_a).await;
     expect_quiet(&carol, &mut carol_b).await;

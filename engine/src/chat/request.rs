@@ -389,10 +389,8 @@ fn broadcast(map: &Map<String, Value>) -> Result<Request, ChatError> {
         ));
     }
     if targets.len() > limits::MAX_BROADCAST_TARGETS {
-        return Err(ChatError::bad(format!(
-            "at most {} targets",
-            limits::MAX_BROADCAST_TARGETS
-        )));
+        // A cap, so a 429 as every other cap (docs/chat.md), not a malformed request.
+        return Err(ChatError::TooMany(TOO_MANY_TARGETS));
     }
     let data = match map.get("data") {
         Some(Value::String(s)) => s.clone().into_bytes(),
@@ -400,6 +398,10 @@ fn broadcast(map: &Map<String, Value>) -> Result<Request, ChatError> {
     };
     Ok(Request::Broadcast { targets, data })
 }
+
+/// The refusal of a `broadcast` past [`limits::MAX_BROADCAST_TARGETS`] (a test checks that
+/// it names the cap).
+const TOO_MANY_TARGETS: &str = "too many targets: a broadcast names at most 1024";
 
 #[cfg(test)]
 mod tests {
@@ -488,6 +490,27 @@ mod tests {
             room: "r".repeat(limits::MAX_CHAT_NAME_BYTES).into(),
         };
         assert!((e.to_json().to_string().len() as u64) < small);
+    }
+
+    #[test]
+    fn broadcast_targets_past_the_cap_are_a_429() {
+        let body = |n: usize| {
+            let users: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+            serde_json::json!({"rooms": ["r"], "users": users, "data": "x"}).to_string()
+        };
+        let cap = limits::MAX_BROADCAST_TARGETS;
+        assert!(matches!(
+            parse(b"broadcast", body(cap - 1).as_bytes()),
+            Ok(Request::Broadcast { targets, .. }) if targets.len() == cap
+        ));
+        let e = parse(b"broadcast", body(cap).as_bytes()).unwrap_err();
+        assert_eq!(e.code(), 429);
+        assert!(e.to_string().ends_with(&format!(" {cap}")), "{e}");
+        // One invalid name still makes the whole request malformed, however many there are.
+        let mut bad: Value = serde_json::from_str(&body(cap)).unwrap();
+        bad["users"][0] = Value::from("a.b");
+        let e = parse(b"broadcast", bad.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.code(), 400);
     }
 
     #[test]
