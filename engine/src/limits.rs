@@ -201,6 +201,37 @@ pub const MAX_LIST_PAGE: usize = 1000;
 /// Targets one `broadcast` may name.
 pub const MAX_BROADCAST_TARGETS: usize = 1024;
 
+/// Bytes one connection's chat requests to other workers may have in flight: what each
+/// request carries there plus the most its answer can take
+/// ([`crate::chat::request::Op::answer_bytes`]), counted when it is sent. Once a
+/// connection's requests since its last barrier reach this, its parsing pauses behind a
+/// barrier until every owner has answered all of them: however many requests a client
+/// pipelines, the owners build at most this much (and one more request's answer) for it
+/// before its outbound has taken the answers, and from there the stall mark, the write
+/// deadline and `--max-pending` bound it. Without it, a 90-byte `history` request made its
+/// owner build a 1 MB page, and a client that never read had gigabytes of answers built and
+/// queued between workers for it, while everyone else on those workers waited.
+///
+/// 1 MiB, the default `max_payload`: one full history page at a time (a client paging
+/// through history waits for each page's cursor anyway), or about 1,800 small requests per
+/// round trip between workers (tens of microseconds), so pipelined requests and messages
+/// lose little. It also keeps what one connection has in flight within one ring's byte
+/// budget ([`RING_BUDGET_BYTES`]), so one client cannot fill an owner's ring toward its
+/// worker by itself (an owner with a full ring stops reading its own clients). And it
+/// bounds what one client makes an owner build between two turns of everyone else: the
+/// owner builds a flooder's pages while its other clients wait, so four pages at a time
+/// (4 MiB) would mean four times that wait.
+pub const CHAT_IN_FLIGHT_BYTES_PER_CONN: u64 = 1024 * 1024;
+
+/// What an answer other than a page is counted at before it is built: every
+/// acknowledgement, room setting and error (names are at most [`MAX_CHAT_NAME_BYTES`])
+/// fits, as do a history page's fields besides its messages.
+pub const CHAT_SMALL_ANSWER_BYTES: u64 = 256;
+
+/// JSON bytes a name in a `room.info` or `rooms.list` page, or a user in `room.presence`,
+/// takes at most beside the name itself: a `rooms.list` item's other fields, the largest.
+pub const NAME_ITEM_OVERHEAD_BYTES: u64 = 128;
+
 /// Requests waiting for several workers' answers (`rooms.list`, `broadcast`) that one
 /// connection may have at once; past it such a request is answered `429` at once.
 pub const MAX_GATHERS_PER_CONN: usize = 64;

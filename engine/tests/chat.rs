@@ -707,8 +707,10 @@ async fn only_well_formed_client_headers_pass_the_stamp() {
     let server = start(Config::default());
     let mut raw = raw_connect(&server).await;
     // One member, publishing headers some client parsers would read as a forged sender: a
-    // lone CR inside a line, a folded line, a line without a name.
-    let hdr = b"NATS/1.0\r\nX-Ok: 1\r\nX: a\rChat-From: mallory\r\n Chat-Seq: 9\r\nnoname\r\n\r\n";
+    // lone CR or LF inside a line (lines end at CRLF only, so the whole line goes), a folded
+    // line, a line without a name.
+    let hdr = b"NATS/1.0\r\nX-Ok: 1\r\nX: a\rChat-From: mallory\r\n\
+        X-Lf: b\nChat-From: mallory\r\n Chat-Seq: 9\r\nnoname\r\n\r\n";
     let mut ops = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\
         \"user\":\"bob\"}\r\nSUB _INBOX.b 1\r\nSUB $CHAT.MSG.h 2\r\n\
         PUB $CHAT.API.room.create _INBOX.b 12\r\n{\"room\":\"h\"}\r\n"
@@ -1223,6 +1225,17 @@ async fn broadcast_answers_in_request_order() {
         json!({"user": "alice", "first": 1, "last": 1, "more": false, "messages": [
             {"seq": 1, "from": "alice", "data": "news"},
         ]})
+    );
+    // 1,024 targets at most: one more is a cap reached, a 429 (and sends nothing).
+    let users: Vec<String> = (0..1024).map(|i| format!("u{i}")).collect();
+    assert_eq!(
+        fails(
+            &alice,
+            "broadcast",
+            json!({"rooms": ["a"], "users": users, "data": "x"})
+        )
+        .await,
+        429
     );
     expect_quiet(&bob, &mut bob_c).await;
     expect_quiet(&carol, &mut carol_a).await;

@@ -142,6 +142,31 @@ impl Op {
             Op::List(_) | Op::History(Conv::Dm(_), _) | Op::Publish(Conv::Dm(_), _) => None,
         }
     }
+
+    /// The most bytes the owner's answer to this operation can take as JSON, known before it
+    /// is built: what a requester counts against [`limits::CHAT_IN_FLIGHT_BYTES_PER_CONN`].
+    /// `page_bytes` is the history page cap (the server's `max_payload`).
+    ///
+    /// A history page stops before `page_bytes`, except that it always holds one message:
+    /// one message whose JSON form is larger (control bytes are escaped six-fold) is the one
+    /// answer that can pass its count, by that message.
+    pub fn answer_bytes(&self, page_bytes: usize) -> u64 {
+        let names = |n: usize, lists: u64| {
+            lists
+                * n as u64
+                * (limits::MAX_CHAT_NAME_BYTES as u64 + limits::NAME_ITEM_OVERHEAD_BYTES)
+        };
+        limits::CHAT_SMALL_ANSWER_BYTES
+            + match self {
+                Op::History(..) => page_bytes as u64,
+                // Members and admins.
+                Op::Info(_, page) => names(page.limit, 2),
+                Op::List(page) => names(page.limit, 1),
+                // Not paged: every present member.
+                Op::Presence(_) => names(limits::MAX_ROOM_MEMBERS, 1),
+                _ => 0,
+            }
+    }
 }
 
 /// A request, as the requester's worker carries it out.
@@ -364,10 +389,8 @@ fn broadcast(map: &Map<String, Value>) -> Result<Request, ChatError> {
         ));
     }
     if targets.len() > limits::MAX_BROADCAST_TARGETS {
-        return Err(ChatError::bad(format!(
-            "at most {} targets",
-            limits::MAX_BROADCAST_TARGETS
-        )));
+        // A cap, so a 429 as every other cap (docs/chat.md), not a malformed request.
+        return Err(ChatError::TooMany(TOO_MANY_TARGETS));
     }
     let data = match map.get("data") {
         Some(Value::String(s)) => s.clone().into_bytes(),
@@ -375,6 +398,10 @@ fn broadcast(map: &Map<String, Value>) -> Result<Request, ChatError> {
     };
     Ok(Request::Broadcast { targets, data })
 }
+
+/// The refusal of a `broadcast` past [`limits::MAX_BROADCAST_TARGETS`] (a test checks that
+/// it names the cap).
+const TOO_MANY_TARGETS: &str = "too many targets: a broadcast names at most 1024";
 
 #[cfg(test)]
 mod tests {
@@ -429,6 +456,61 @@ mod tests {
         assert_eq!(q(br#"{"room":"r","after":1,"before":3}"#), Err(400));
         assert_eq!(q(br#"{"room":"r","user":"u"}"#), Err(400));
         assert_eq!(q(br#"{"room":"r","limit":0}"#), Err(400));
+    }
+
+    #[test]
+    fn answers_are_counted_at_their_largest_before_they_are_built() {
+        let op = |name: &[u8], body: &[u8]| match parse(name, body) {
+            Ok(Request::Op(op)) => op,
+            other => panic!("{other:?}"),
+        };
+        let small = limits::CHAT_SMALL_ANSWER_BYTES;
+        let history = op(b"history", br#"{"room":"r","limit":1}"#);
+        assert_eq!(history.answer_bytes(1 << 20), small + (1 << 20));
+        assert_eq!(history.answer_bytes(4096), small + 4096);
+        let name = (limits::MAX_CHAT_NAME_BYTES as u64) + limits::NAME_ITEM_OVERHEAD_BYTES;
+        let info = op(b"room.info", br#"{"room":"r","limit":10}"#);
+        assert_eq!(info.answer_bytes(1 << 20), small + 2 * 10 * name);
+        let list = op(b"rooms.list", b"");
+        let full = limits::MAX_LIST_PAGE as u64 * name;
+        assert_eq!(list.answer_bytes(1 << 20), small + full);
+        let presence = op(b"room.presence", br#"{"room":"r"}"#);
+        let everyone = limits::MAX_ROOM_MEMBERS as u64 * name;
+        assert_eq!(presence.answer_bytes(1 << 20), small + everyone);
+        for (name, body) in [
+            (&b"room.join"[..], &br#"{"room":"r"}"#[..]),
+            (b"room.create", br#"{"room":"r"}"#),
+            (b"room.kick", br#"{"room":"r","user":"u"}"#),
+        ] {
+            assert_eq!(op(name, body).answer_bytes(1 << 20), small);
+        }
+        // The largest error the owner sends fits a small answer.
+        let e = ChatError::UserNotMember {
+            user: "u".repeat(limits::MAX_CHAT_NAME_BYTES).into(),
+            room: "r".repeat(limits::MAX_CHAT_NAME_BYTES).into(),
+        };
+        assert!((e.to_json().to_string().len() as u64) < small);
+    }
+
+    #[test]
+    fn broadcast_targets_past_the_cap_are_a_429() {
+        let body = |n: usize| {
+            let users: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+            serde_json::json!({"rooms": ["r"], "users": users, "data": "x"}).to_string()
+        };
+        let cap = limits::MAX_BROADCAST_TARGETS;
+        assert!(matches!(
+            parse(b"broadcast", body(cap - 1).as_bytes()),
+            Ok(Request::Broadcast { targets, .. }) if targets.len() == cap
+        ));
+        let e = parse(b"broadcast", body(cap).as_bytes()).unwrap_err();
+        assert_eq!(e.code(), 429);
+        assert!(e.to_string().ends_with(&format!(" {cap}")), "{e}");
+        // One invalid name still makes the whole request malformed, however many there are.
+        let mut bad: Value = serde_json::from_str(&body(cap)).unwrap();
+        bad["users"][0] = Value::from("a.b");
+        let e = parse(b"broadcast", bad.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.code(), 400);
     }
 
     #[test]

@@ -930,10 +930,12 @@ fn stamp(
         // Skip the version line; keep only well-formed header lines that are not `Chat-`
         // ones. Anything a client's header parser could read differently from ours is
         // dropped: a line starting with a space or tab (obsolete folding: it would continue
-        // the line before it, a stamp), a control byte such as a lone CR (some parsers end a
-        // line there and would read a forged `Chat-From` after it), a line without a name.
-        for line in h.split(|&b| b == b'\n').skip(1) {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // the line before it, a stamp), a control byte such as a lone CR or LF (some parsers
+        // end a line there and would read a forged `Chat-From` after it), a line without a
+        // name. Lines end at CRLF only, so a lone CR or LF stays inside its line and drops
+        // it whole (splitting at LF too would keep `X: a` of `X: a\nChat-From: …`: safe, as
+        // the `Chat-` line after it is dropped, but not what docs/chat.md says).
+        for line in crlf_lines(h).skip(1) {
             if kept_header(line) {
                 headers.extend_from_slice(line);
                 headers.extend_from_slice(b"\r\n");
@@ -947,6 +949,24 @@ fn stamp(
         headers: Some(headers),
         payload: view.payload,
         origin: view.origin,
+    })
+}
+
+/// The lines of a header block, each up to its CRLF (a lone CR or LF stays in its line).
+fn crlf_lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(block);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.windows(2).position(|w| w == b"\r\n") {
+            Some(end) => {
+                rest = Some(&r[end + 2..]);
+                Some(&r[..end])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
     })
 }
 
@@ -1182,6 +1202,67 @@ mod tests {
             Op::Publish(Conv::Room(room("r")), msg("$CHAT.MSG.r", None, "bye")),
         );
         assert_eq!(fanned[0].1, vec![1]);
+    }
+
+    #[test]
+    fn client_header_lines_end_only_at_crlf_and_any_control_byte_drops_its_line() {
+        // The client's lines that pass, after the stamp.
+        let kept = |block: &[u8]| -> Vec<String> {
+            let m = msg("$CHAT.MSG.r", Some(block), "p");
+            let out = stamp(b"$CHAT.MSG.r", &m, "alice", 1, 7, &mut Vec::new());
+            let h = String::from_utf8(out.view().headers.unwrap().to_vec()).unwrap();
+            let lines: Vec<&str> = h.split("\r\n").collect();
+            assert_eq!(
+                lines[..4],
+                [
+                    "NATS/1.0",
+                    "Chat-From: alice",
+                    "Chat-Seq: 1",
+                    "Chat-Time: 7"
+                ]
+            );
+            assert!(h.ends_with("\r\n\r\n"), "{h:?}");
+            lines[4..]
+                .iter()
+                .filter(|l| !l.is_empty())
+                .map(|l| (*l).to_owned())
+                .collect()
+        };
+        for (block, expected) in [
+            (
+                &b"NATS/1.0\r\nX-A: 1\r\nX-B: 2\r\n\r\n"[..],
+                &["X-A: 1", "X-B: 2"][..],
+            ),
+            // A bare LF inside a line: the whole line goes, the forged sender with it.
+            (
+                b"NATS/1.0\r\nX-A: 1\nChat-From: m\r\nX-B: 2\r\n\r\n",
+                &["X-B: 2"],
+            ),
+            (b"NATS/1.0\r\nX-A: 1\nX-C: 3\r\n\r\n", &[]),
+            (b"NATS/1.0\r\nX-A: 1\n\r\nX-B: 2\r\n\r\n", &["X-B: 2"]),
+            (b"NATS/1.0\r\n\nX-A: 1\r\n\r\n", &[]),
+            (b"NATS/1.0\r\nX-A: 1\r\nX-B: 2\n\n", &["X-A: 1"]),
+            // A version line ending in a bare LF takes the next line with it.
+            (b"NATS/1.0\nX-A: 1\r\nX-B: 2\r\n\r\n", &["X-B: 2"]),
+            // A lone CR, as before, and other control bytes; a tab is fine.
+            (b"NATS/1.0\r\nX-A: a\rChat-From: m\r\n\r\n", &[]),
+            (
+                b"NATS/1.0\r\nX-A: a\x00b\r\nX-B: a\tb\r\nX-C: \x7f\r\n\r\n",
+                &["X-B: a\tb"],
+            ),
+            // Folding, no name, `Chat-` in any case.
+            (
+                b"NATS/1.0\r\n Chat-Seq: 9\r\n\tX: y\r\n: v\r\nnocolon\r\nCHAT-Seq: 1\r\n\r\n",
+                &[],
+            ),
+        ] {
+            assert_eq!(
+                kept(block),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(block)
+            );
+        }
     }
 
     #[test]

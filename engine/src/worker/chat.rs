@@ -198,16 +198,33 @@ impl Worker {
 
     /// Sends `op` to its owner (or applies it here), behind this client's earlier publishes
     /// to that owner; a later PING's barrier covers it.
+    ///
+    /// A request sent to another worker counts what it carries and the most its answer can
+    /// take against the client's in-flight bytes; past
+    /// [`limits::CHAT_IN_FLIGHT_BYTES_PER_CONN`] the client's parsing pauses behind a
+    /// barrier until every owner has answered (the answers are then in its outbound, where
+    /// the stall mark and the write deadline take over). A request applied here needs no
+    /// barrier: its answer is in the outbound already. Rejected: a cap on requests in flight
+    /// answered `429`, which would refuse a client that pipelines many small requests while
+    /// still letting a few history requests build megabytes each.
     fn chat_request(&mut self, slot: usize, owner: usize, from: Requester, op: Op, to: ReplyTo) {
         if owner == self.id {
             self.apply_chat(&from, op, to);
             return;
         }
+        let answer = op.answer_bytes(self.shared.config.max_payload);
+        let env = Envelope::Chat(Box::new(ChatEnvelope::Request { from, op, to }));
+        let mut full = false;
         if let Some(c) = self.clients.at(slot) {
             c.sent_to |= 1 << owner;
+            c.chat_in_flight += env.weight() + answer;
+            full = c.chat_in_flight >= limits::CHAT_IN_FLIGHT_BYTES_PER_CONN;
         }
-        let env = ChatEnvelope::Request { from, op, to };
-        self.send(owner, Envelope::Chat(Box::new(env)));
+        self.send(owner, env);
+        if full {
+            // Behind the request on its ring, so its answer comes before the ack.
+            self.barrier(slot);
+        }
     }
 
     /// Applies an operation on a conversation this worker owns.

@@ -172,6 +172,9 @@ pub(super) struct Client {
     /// Bit w set: this client's publishes or chat requests sent something to worker w
     /// since its last barrier (a `PING` then waits for w).
     pub(super) sent_to: u64,
+    /// Bytes its chat requests to other workers since its last barrier may occupy (see
+    /// `limits::CHAT_IN_FLIGHT_BYTES_PER_CONN`).
+    pub(super) chat_in_flight: u64,
     /// Barriers sent and not yet acknowledged; while non-zero, parsing is paused.
     pub(super) barriers_out: u32,
     /// PONGs to send when the barriers are acknowledged.
@@ -376,6 +379,7 @@ impl Worker {
             dirty: false,
             write_blocked: false,
             sent_to: 0,
+            chat_in_flight: 0,
             barriers_out: 0,
             pongs_owed: 0,
             in_deferred: false,

@@ -254,6 +254,7 @@ impl Worker {
             return;
         };
         let key = c.key;
+        c.chat_in_flight = 0;
         let mut mask = std::mem::take(&mut c.sent_to);
         c.barriers_out += mask.count_ones();
         while mask != 0 {
