@@ -80,15 +80,10 @@ pub enum CloseReason {
     /// The client closed its end.
     #[error("client closed")]
     ClientClosed,
-    /// The client sent bytes nats-server rejects.
+    /// The client sent bytes nats-server rejects (the parser and `Connect::update` say
+    /// which: an HPUB before CONNECT enabled headers, no_responders without headers, …).
     #[error("protocol error: {0}")]
     Protocol(ProtoError),
-    /// HPUB from a client that did not enable headers.
-    #[error("message headers not supported")]
-    HeadersNotSupported,
-    /// CONNECT asked for no_responders without headers.
-    #[error("no responders requires headers support")]
-    NoRespondersWithoutHeaders,
     /// Wrong or missing credentials.
     #[error("authorization violation")]
     AuthViolation,
@@ -120,9 +115,6 @@ impl CloseReason {
     pub(super) fn err_text(&self) -> Option<&'static str> {
         match self {
             CloseReason::Protocol(e) => e.err_text(),
-            CloseReason::NoRespondersWithoutHeaders => {
-                Some("'no responders requires headers support'")
-            }
             CloseReason::AuthViolation => Some("'Authorization Violation'"),
             CloseReason::AuthTimeout => Some("'Authentication Timeout'"),
             CloseReason::StaleConnection => Some("'Stale Connection'"),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use net::proto::{self, Op, ProtoError, Publish};
+use net::proto::{self, Op, Publish};
 use tracing::info;
 
 use super::conn::{CloseReason, Identity, Opts};
@@ -29,12 +29,15 @@ impl Worker {
             if used < n {
                 if let Some(c) = self.clients.at(slot) {
                     if c.close.is_none() {
-                        c.partial.extend_from_slice(&rbuf[used..n]);
+                        // The tail of a split op, into the (empty) vector's allocation.
+                        let mut partial = partial;
+                        partial.extend_from_slice(&rbuf[used..n]);
+                        c.partial = partial;
                     }
                 }
             }
-            // Reuse the (empty) vector's allocation only if small.
-            drop(partial);
+            // Otherwise the empty vector is dropped: a connection between ops keeps no
+            // buffer.
         } else {
             let mut partial = partial;
             partial.extend_from_slice(&rbuf[..n]);
@@ -108,9 +111,8 @@ impl Worker {
             Op::Pub(p) => self.handle_pub(slot, &p),
             Op::Sub(s) => self.handle_sub(slot, s.subject, s.queue, s.sid),
             Op::Unsub(u) => self.handle_unsub(slot, u.sid, u.max),
-            Op::Err(_) | Op::Msg(_) => {
-                self.fail(slot, CloseReason::Protocol(ProtoError::ClientErr))
-            }
+            // The server-side parser refuses both (ProtoError::ClientErr, unknown op).
+            Op::Err(_) | Op::Msg(_) => {}
         }
     }
 
@@ -152,10 +154,6 @@ impl Worker {
         };
         if !authed {
             self.fail(slot, CloseReason::AuthViolation);
-            return;
-        }
-        if connect.no_responders && !connect.headers {
-            self.fail(slot, CloseReason::NoRespondersWithoutHeaders);
             return;
         }
         let Some(c) = self.clients.at(slot) else {
@@ -201,10 +199,6 @@ impl Worker {
         let Some(c) = self.clients.at(slot) else {
             return;
         };
-        if p.headers.is_some() && !c.opts.headers {
-            self.fail(slot, CloseReason::HeadersNotSupported);
-            return;
-        }
         let origin = Origin {
             conn: c.key,
             no_responders: c.opts.no_responders,
