@@ -32,6 +32,8 @@ pub(super) struct Links {
     producers: Vec<Option<Producer<Envelope>>>,
     /// Bytes pushed to each outbound ring so far.
     produced: Vec<u64>,
+    /// The last value read of each peer's consumed counter for our ring.
+    consumed_seen: Vec<u64>,
     overflow: Vec<VecDeque<Envelope>>,
     /// Envelopes in all overflow queues.
     overflowing: usize,
@@ -55,6 +57,7 @@ impl Links {
             inbound_from,
             producers,
             produced: vec![0; workers],
+            consumed_seen: vec![0; workers],
             overflow: (0..workers).map(|_| VecDeque::new()).collect(),
             overflowing: 0,
             pushed: 0,
@@ -130,12 +133,23 @@ impl Links {
     }
 
     /// Whether `weight` more bytes would take the ring toward `to` past its byte budget
-    /// (one envelope always fits an empty ring).
+    /// (one envelope always fits an empty ring). Judged first against the consumer's counter
+    /// as last read, which can only be behind (so the answer errs on "over"); only then is
+    /// the shared counter read again. So a push in steady state touches no cache line the
+    /// consumer writes, as the ring's own cached indices intend; reading it on every push
+    /// undid that.
     fn over_budget(&mut self, to: usize, weight: u64) -> bool {
+        let over = |consumed: u64| {
+            let in_flight = self.produced[to] - consumed;
+            in_flight > 0 && in_flight + weight > limits::RING_BUDGET_BYTES
+        };
+        if !over(self.consumed_seen[to]) {
+            return false;
+        }
         let cell = &self.shared.consumed[self.me * self.shared.config.workers + to];
         // Relaxed: see `consumed`; a stale value only makes the budget stricter.
-        let in_flight = self.produced[to] - cell.load(Ordering::Relaxed);
-        in_flight > 0 && in_flight + weight > limits::RING_BUDGET_BYTES
+        self.consumed_seen[to] = cell.load(Ordering::Relaxed);
+        over(self.consumed_seen[to])
     }
 
     /// Publishes deferred pushes and wakes peers that are parked.
