@@ -12,7 +12,8 @@
 //! - [`cli`]: the `engine` command line and its translation into a [`config::Config`].
 //! - [`config`]: the server's settings, with embedded defaults.
 //! - [`counters`]: per-worker counters, written by their worker only.
-//! - [`envelope`]: what crosses the rings: messages, deliveries, subscription handles.
+//! - [`msg`]: the messages, addresses and subscription handles the rings carry (a leaf).
+//! - [`envelope`]: what crosses the rings: deliveries, barriers, throttles, chat traffic.
 //! - `worker`: one thread's mio loop (`mod.rs`), split along its seams: `conn` (a
 //!   connection's state behind its transport, accept/read/flush/close), `links` (the rings,
 //!   overflow, byte budget and doorbells), `fanout` (matching and fan-out, no I/O, behind a
@@ -33,6 +34,7 @@ pub mod envelope;
 pub mod limits;
 #[cfg(all(test, engine_loom))]
 mod loom_models;
+pub mod msg;
 pub mod park;
 #[allow(unsafe_code)]
 pub mod ring;

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use super::request::{Direction, HistoryQuery};
 use super::{ChatError, Name};
-use crate::envelope::Msg;
 use crate::limits;
+use crate::msg::Msg;
 
 /// One kept message.
 #[derive(Debug, Clone)]
@@ -236,7 +236,7 @@ fn base64(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{ConnKey, MsgView, Origin};
+    use crate::msg::{ConnKey, MsgView, Origin};
 
     fn window(n: u64, cap: usize) -> Window {
         let mut w = Window::default();

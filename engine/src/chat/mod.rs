@@ -5,6 +5,7 @@
 //! - [`shard`]: the rooms and conversations one worker owns, and the plain method that
 //!   applies an operation to them. It reads no clock (time is passed in) and does no I/O:
 //!   it answers with [`shard::Effect`]s the worker carries out.
+//! - [`envelope`]: chat's traffic between workers (requests, answers, departures).
 //! - [`history`]: the bounded window of recent messages each conversation keeps.
 //!
 //! Every room and direct conversation has one owner worker, chosen by hashing its name (the
@@ -12,6 +13,7 @@
 //! conversation is applied there, one at a time, which is what gives a room one total order
 //! with gap-free sequence numbers, exact member limits and presence without locks.
 
+pub mod envelope;
 pub mod history;
 pub mod request;
 pub mod shard;
@@ -20,8 +22,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::envelope::ConnKey;
 use crate::limits;
+use crate::msg::ConnKey;
 
 /// A user or room name: validated by [`parse_name`].
 pub type Name = Arc<str>;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::{parse_name, ChatError, Name};
-use crate::envelope::Msg;
 use crate::limits;
+use crate::msg::Msg;
 
 /// A room or a direct conversation, as named by a requester.
 #[derive(Debug, Clone, PartialEq, Eq)]

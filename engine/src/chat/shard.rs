@@ -28,8 +28,8 @@ use serde_json::{json, Value};
 use super::history::{Entry, Window};
 use super::request::{Conv, NamePage, Op};
 use super::{ChatError, Name, Outcome, ReplyTo, Requester, EVT_PREFIX, MSG_PREFIX};
-use crate::envelope::{ConnKey, Msg, MsgView, Origin, SubRef};
 use crate::limits;
+use crate::msg::{ConnKey, Msg, MsgView, Origin, SubRef};
 use crate::sublist::{Placed, QueueGroup, SubSet, Sublist};
 
 /// Filtered subscriber sets for one delivery, shared by every worker it reaches.
@@ -1028,7 +1028,7 @@ fn user_not_member(user: &Name, room: &Name) -> ChatError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{MsgView, SubState};
+    use crate::msg::{MsgView, SubState};
     use crate::subject::Pattern;
 
     const LIMITS: ShardLimits = ShardLimits {
