@@ -115,7 +115,7 @@ pub const MAX_CONNECTIONS: usize = 65536;
 pub const READS_PER_EVENT: usize = 16;
 
 /// SUBs and UNSUBs one connection may have handled per turn before the worker moves on to
-/// the others (its remaining ops wait, unparsed, for its next turn). 256 index changes cost
+/// the others (its remaining ops wait, unparsed, for its next turn). 64 index changes cost
 /// well under a millisecond at a million patterns, so a SUB flood delays nobody noticeably;
 /// a client that subscribes to a few hundred subjects at start needs one or two turns.
 pub const INDEX_CHANGES_PER_TURN: usize = 64;

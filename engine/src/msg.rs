@@ -127,6 +127,10 @@ pub struct SubState {
     /// it only as a hint (a queue pick skips members already ended; a stale "live" is
     /// caught when the delivery reaches the member's worker).
     closed: AtomicBool,
+    /// Set once its connection has closed: its subscriptions leave the index over several
+    /// loop iterations, and queue picks skip them meanwhile. Shared by all of the
+    /// connection's subscriptions, so closing costs one store. Relaxed, as `closed`.
+    conn_closed: Option<Arc<AtomicBool>>,
 }
 
 /// A handle to a [`SubState`]; equality is identity.
@@ -156,7 +160,14 @@ impl SubState {
             delivered: AtomicU64::new(0),
             max: AtomicU64::new(u64::MAX),
             closed: AtomicBool::new(false),
+            conn_closed: None,
         }
+    }
+
+    /// The same subscription, ended as soon as `flag` (its connection's) is set.
+    pub fn with_conn_flag(mut self, flag: Arc<AtomicBool>) -> SubState {
+        self.conn_closed = Some(flag);
+        self
     }
 
     /// The same subscription, owned by chat user `user`.
@@ -199,9 +210,13 @@ impl SubState {
 
     /// Whether the subscription has ended (from another worker: as a hint, see the field).
     pub fn is_closed(&self) -> bool {
-        // Relaxed: only the owning worker writes it, and no other memory is read on the
-        // strength of it.
+        // Relaxed (both): only the owning worker writes them, and no other memory is read
+        // on the strength of them.
         self.closed.load(Ordering::Relaxed)
+            || self
+                .conn_closed
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 }
 

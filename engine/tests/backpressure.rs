@@ -274,3 +274,46 @@ impl ElapsedMs for Instant {
         Instant::now().saturating_duration_since(*self).as_millis() as u64
     }
 }
+
+#[test]
+fn a_publisher_released_by_its_subscriber_on_one_worker_is_answered_again() {
+    // One worker: the stall, the throttle and the release all happen inside one flush.
+    // Small messages, so that a release finds complete ops held back in the publisher's
+    // buffer and hands them on at once.
+    const COUNT: usize = 12 * 1024;
+    const SIZE: usize = 1024;
+    let server = start(Config {
+        workers: 1,
+        max_pending: 16 * 1024 * 1024,
+        ..Config::default()
+    });
+    let addr = server.local_addr();
+    // Reads nothing until everything is published: its queue passes the stall mark (4 MiB).
+    let mut sub = stuck_subscriber(addr, "SUB s 1\r\n");
+    let mut publisher = client(addr, "");
+    let body = vec![b'p'; SIZE];
+    let mut batch = Vec::new();
+    for _ in 0..COUNT {
+        batch.extend_from_slice(format!("PUB s {SIZE}\r\n").as_bytes());
+        batch.extend_from_slice(&body);
+        batch.extend_from_slice(b"\r\n");
+    }
+    batch.extend_from_slice(b"PING\r\n");
+    let publish = thread::spawn(move || {
+        publisher.write_all(&batch).unwrap();
+        // Answered once the subscriber drains and releases it.
+        read_through_pong(&mut publisher);
+        publisher
+    });
+    let frame = format!("MSG s 1 {SIZE}\r\n").len() + SIZE + 2;
+    let mut buf = vec![0u8; frame];
+    for i in 0..COUNT {
+        sub.read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+    }
+    let mut publisher = publish.join().expect("the publisher got its PONG");
+    publisher.write_all(b"PING\r\n").unwrap();
+    read_through_pong(&mut publisher);
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats[Counter::SlowConsumers], 0);
+}

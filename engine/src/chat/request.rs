@@ -405,6 +405,13 @@ const TOO_MANY_TARGETS: &str = "too many targets: a broadcast names at most 1024
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_broadcast_cap_message_names_the_cap() {
+        let cap = crate::limits::MAX_BROADCAST_TARGETS.to_string();
+        assert!(super::TOO_MANY_TARGETS.ends_with(&cap));
+    }
+
     use super::*;
 
     #[test]

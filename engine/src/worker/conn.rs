@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -185,6 +185,8 @@ pub(super) struct Client {
     pub(super) stall: Option<Box<Stall>>,
     /// SUBs and UNSUBs handled in this connection's current turn (see `handle_readable`).
     pub(super) turn_changes: usize,
+    /// Set when it closes; every one of its subscriptions holds it (`SubState::is_closed`).
+    pub(super) gone: Arc<AtomicBool>,
 }
 
 impl Client {
@@ -381,6 +383,7 @@ impl Worker {
             throttles: 0,
             stall: None,
             turn_changes: 0,
+            gone: Arc::new(AtomicBool::new(false)),
         };
         let info = self.shared.info(id, peer.ip());
         proto::encode_info(&mut client.out.writer(&mut self.pool), &info);
@@ -405,7 +408,6 @@ impl Worker {
         }
     }
 
-    /// Reads until the socket would block, a budget runs out, or the rings push back.
     /// One turn of a connection: the ops its last turn held back, then reads until the
     /// socket would block, a budget runs out, or the rings push back. Two budgets keep one
     /// connection from taking the worker away from the others: `READS_PER_EVENT` reads, and
@@ -531,22 +533,26 @@ impl Worker {
             }
             let after = c.out.pending_bytes();
             if c.stall.is_some() {
+                // May release publishers here, whose resumed ops mark more clients dirty:
+                // those land in the fresh `self.dirty`, kept below for the next flush.
                 self.after_flush(slot, before, after);
             }
         }
         dirty.clear();
+        dirty.append(&mut self.dirty);
         self.dirty = dirty;
     }
 
     /// Takes the next batch of ended subscriptions out of the index. Batched, so each touched
     /// set is rebuilt once per batch however many of the batch's subscriptions it held.
     pub(super) fn apply_retiring(&mut self) {
+        let budget = std::mem::take(&mut self.inserted).max(limits::INDEX_REMOVALS_PER_TURN);
         let Some(subs) = self.retiring.front_mut() else {
             return;
         };
         let removals: Vec<Change<SubRef>> = subs
             .by_ref()
-            .take(limits::INDEX_REMOVALS_PER_TURN)
+            .take(budget)
             .map(|sub| {
                 sub.0.close();
                 Change::Remove {
@@ -556,7 +562,7 @@ impl Worker {
                 }
             })
             .collect();
-        if removals.len() < limits::INDEX_REMOVALS_PER_TURN {
+        if removals.len() < budget {
             self.retiring.pop_front();
         }
         self.shared.sublist.apply(removals);
@@ -576,6 +582,8 @@ impl Worker {
             }
             c.out.clear(&mut self.pool);
             c.transport.close(self.poll.registry());
+            // Relaxed: a hint for queue picks on other workers (see `SubState::is_closed`).
+            c.gone.store(true, Ordering::Relaxed);
             self.chat_session_gone(&c);
             // Out of the index over the next loop iterations, `INDEX_REMOVALS_PER_TURN` at a
             // time, so closing costs what each iteration touches (walking or freeing a

@@ -184,10 +184,10 @@ fn pick_queue_members<S: Sink>(
 
 /// One member, at random, among `groups` (one name's groups, possibly from several sets),
 /// skipping `exclude`, members already ended (a closed connection's subscriptions leave the
-/// index over several loop iterations), and the publisher when it does not want its own
-/// messages. One pass in
-/// the common case: a random index over all members, taken as is when eligible; a second,
-/// counting pass only when it hit an ineligible member.
+/// index over several loop iterations, marked by one flag meanwhile), and the publisher when
+/// it does not want its own messages. One pass in the common case: a random index over all
+/// members, taken as is when eligible; a second, counting pass only when it hit an
+/// ineligible member.
 fn choose<'g, S: Sink, I>(
     sink: &mut S,
     groups: I,

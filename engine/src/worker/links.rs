@@ -115,6 +115,7 @@ impl Links {
 
     /// Pushes onto the ring toward `to` unless it is full in slots or in bytes.
     fn try_send(&mut self, to: usize, env: Envelope) -> Result<(), Envelope> {
+        debug_assert_ne!(to, self.me, "a worker never sends to itself");
         let weight = env.weight();
         if self.over_budget(to, weight) {
             return Err(env);

@@ -97,6 +97,9 @@ pub(crate) struct Worker {
     links: Links,
     /// Who owns each conversation.
     router: Router,
+    /// Subscriptions inserted since the last `apply_retiring`: removals keep at least that
+    /// pace, so churn (subscribe, close, again) cannot grow the backlog without bound.
+    inserted: usize,
     /// Subscriptions of closed connections still to be taken out of the index, one
     /// connection's at a time.
     retiring: VecDeque<sids::SidsIntoValues>,
@@ -183,6 +186,7 @@ impl Worker {
             next_assign: 0,
             handoff: parts.handoff,
             router: Router::new(workers),
+            inserted: 0,
             retiring: VecDeque::new(),
             stalled: Vec::new(),
             now: Instant::now(),
@@ -427,19 +431,27 @@ impl Worker {
         // The cap is on what the socket will not take, not on what this batch has not
         // flushed yet: write now (even if the last write would have blocked: the reader may
         // have drained since), and judge by what is left.
+        let before = c.out.pending_bytes();
         match c.transport.flush(&mut c.out, &mut self.pool) {
-            Ok(Flushed::All) => {}
+            Ok(Flushed::All) => c.write_blocked = false,
             Ok(Flushed::Blocked) => {
                 c.write_blocked = true;
                 if c.out.pending_bytes() > max_pending {
                     self.fail(slot, CloseReason::SlowConsumer);
-                } else {
-                    self.mark_dirty(slot);
+                    return;
                 }
+                self.mark_dirty(slot);
             }
             Err(e) => {
                 let kind = e.kind();
                 self.fail(slot, CloseReason::Io(kind));
+                return;
+            }
+        }
+        if let Some(c) = self.clients.at(slot) {
+            if c.stall.is_some() {
+                let after = c.out.pending_bytes();
+                self.after_flush(slot, before, after);
             }
         }
     }

@@ -326,10 +326,13 @@ impl Worker {
                 _ => None,
             };
             let sub = SubRef(Arc::new(
-                SubState::new(c.key, sid, pattern.clone(), queue).with_user(user),
+                SubState::new(c.key, sid, pattern.clone(), queue)
+                    .with_user(user)
+                    .with_conn_flag(Arc::clone(&c.gone)),
             ));
             c.subs.insert(sid.into(), sub.clone());
             c.turn_changes += 1;
+            self.inserted += 1;
             self.pending_subs.push(Change::Insert {
                 pattern,
                 queue: queue.map(Arc::from),
