@@ -183,6 +183,8 @@ pub(super) struct Client {
     pub(super) throttles: u32,
     /// Set while this connection is stalled (too much queued for it).
     pub(super) stall: Option<Box<Stall>>,
+    /// Whether its slot is in `Worker::stalled` (listed once, however often it stalls).
+    pub(super) in_stalled: bool,
     /// SUBs and UNSUBs handled in this connection's current turn (see `handle_readable`).
     pub(super) turn_changes: usize,
     /// Set when it closes; every one of its subscriptions holds it (`SubState::is_closed`).
@@ -382,6 +384,7 @@ impl Worker {
             gathers: 0,
             throttles: 0,
             stall: None,
+            in_stalled: false,
             turn_changes: 0,
             gone: Arc::new(AtomicBool::new(false)),
         };

@@ -103,7 +103,7 @@ pub(crate) struct Worker {
     /// Subscriptions of closed connections still to be taken out of the index, one
     /// connection's at a time.
     retiring: VecDeque<sids::SidsIntoValues>,
-    /// Slots of connections that may be stalled (checked against the write deadline).
+    /// Slots of stalled connections, each listed once (checked against the write deadline).
     stalled: Vec<usize>,
     /// The time at the top of this loop iteration.
     now: Instant,
@@ -410,50 +410,56 @@ impl Worker {
             let sid = st.sid.clone();
             self.end_subscription(slot, &sid);
         }
-        self.queued(slot);
-        self.check_stall(slot, view.origin.conn);
+        // The stall check looks the client up again only past its mark.
+        if self.queued(slot) > self.shared.config.max_pending / limits::STALL_DIVISOR {
+            self.check_stall(slot, view.origin.conn);
+        }
         true
     }
 
     /// Called after bytes were queued for a client: marks it for the end-of-batch flush, or,
     /// past `max_pending`, writes now and closes it as a slow consumer if the socket will not
     /// take the excess. Every path that queues bytes (deliveries and the server's own replies)
-    /// goes through here, so no client can grow its queue past the cap.
-    fn queued(&mut self, slot: usize) {
+    /// goes through here, so no client can grow its queue past the cap. Returns the bytes
+    /// still pending for it (0 once it is closing).
+    fn queued(&mut self, slot: usize) -> usize {
         let max_pending = self.shared.config.max_pending;
         let Some(c) = self.clients.at(slot) else {
-            return;
+            return 0;
         };
-        if c.out.pending_bytes() <= max_pending {
+        let pending = c.out.pending_bytes();
+        if pending <= max_pending {
             self.mark_dirty(slot);
-            return;
+            return pending;
         }
         // The cap is on what the socket will not take, not on what this batch has not
         // flushed yet: write now (even if the last write would have blocked: the reader may
         // have drained since), and judge by what is left.
-        let before = c.out.pending_bytes();
+        let before = pending;
         match c.transport.flush(&mut c.out, &mut self.pool) {
             Ok(Flushed::All) => c.write_blocked = false,
             Ok(Flushed::Blocked) => {
                 c.write_blocked = true;
                 if c.out.pending_bytes() > max_pending {
                     self.fail(slot, CloseReason::SlowConsumer);
-                    return;
+                    return 0;
                 }
                 self.mark_dirty(slot);
             }
             Err(e) => {
                 let kind = e.kind();
                 self.fail(slot, CloseReason::Io(kind));
-                return;
+                return 0;
             }
         }
-        if let Some(c) = self.clients.at(slot) {
-            if c.stall.is_some() {
-                let after = c.out.pending_bytes();
-                self.after_flush(slot, before, after);
-            }
+        let Some(c) = self.clients.at(slot) else {
+            return 0;
+        };
+        let after = c.out.pending_bytes();
+        if c.stall.is_some() {
+            self.after_flush(slot, before, after);
         }
+        after
     }
 
     /// Sends the no-responders status to the requester's subscriptions matching the reply.

@@ -47,15 +47,16 @@ impl Worker {
         if c.close.is_some() || c.out.pending_bytes() <= high {
             return;
         }
+        if !c.in_stalled {
+            c.in_stalled = true;
+            self.stalled.push(slot);
+        }
         let stall = match &mut c.stall {
             Some(s) => s,
-            None => {
-                self.stalled.push(slot);
-                c.stall.insert(Box::new(Stall {
-                    last_progress: now,
-                    publishers: Vec::new(),
-                }))
-            }
+            None => c.stall.insert(Box::new(Stall {
+                last_progress: now,
+                publishers: Vec::new(),
+            })),
         };
         if stall.publishers.len() >= limits::MAX_STALLED_PUBLISHERS
             || stall.publishers.contains(&publisher)
@@ -141,11 +142,13 @@ impl Worker {
                 return false;
             };
             let Some(stall) = &c.stall else {
+                c.in_stalled = false;
                 return false;
             };
             if now.duration_since(stall.last_progress) < deadline {
                 return true;
             }
+            c.in_stalled = false;
             self.fail(slot, CloseReason::WriteDeadline);
             false
         });
