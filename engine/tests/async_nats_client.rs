@@ -1,6 +1,8 @@
 //! The real server, started in-process, driven by the async-nats client (a NATS client
 //! library nobody here wrote): if it works unchanged, the wire is compatible.
 
+mod common;
+
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -31,22 +33,10 @@ async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
         .expect("subscription ended")
 }
 
-/// A round trip through the server: once it returns, the server has processed every op
-/// `client` sent before (its subscriptions are in place). async-nats' `flush` only writes
-/// the socket, so it cannot prove that; a request nobody answers comes back as the server's
-/// no-responders status, behind the earlier ops.
-async fn sync(client: &async_nats::Client) {
-    let r = tokio::time::timeout(WAIT, client.request("sync.nobody", "".into()))
-        .await
-        .expect("no-responders must answer at once");
-    let err = r.expect_err("nobody subscribes to sync.nobody");
-    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
-}
-
 /// Expects no message on `sub` after a round trip on `client` (which, the server processing
 /// each connection's ops in order, proves nothing the client published is still unhandled).
 async fn expect_quiet(client: &async_nats::Client, sub: &mut async_nats::Subscriber) {
-    sync(client).await;
+    common::nats_sync(client).await;
     let r = tokio::time::timeout(Duration::from_millis(50), sub.next()).await;
     assert!(r.is_err(), "unexpected message: {:?}", r);
 }
@@ -60,7 +50,7 @@ async fn publish_subscribe_across_workers() {
     for subject in ["room.a", "room.b", "room.c", "room.d"] {
         subs.push(subscriber.subscribe(subject).await.unwrap());
     }
-    sync(&subscriber).await;
+    common::nats_sync(&subscriber).await;
     for i in 0..100u32 {
         for subject in ["room.a", "room.b", "room.c", "room.d"] {
             publisher
@@ -113,12 +103,12 @@ async fn queue_group_delivers_each_message_once_and_spreads() {
     for _ in 0..4 {
         let c = async_nats::connect(url(&server)).await.unwrap();
         members.push(c.queue_subscribe("jobs", "workers".into()).await.unwrap());
-        sync(&c).await;
+        common::nats_sync(&c).await;
         clients.push(c);
     }
     let watcher = async_nats::connect(url(&server)).await.unwrap();
     let mut plain = watcher.subscribe("jobs").await.unwrap();
-    sync(&watcher).await;
+    common::nats_sync(&watcher).await;
     let publisher = async_nats::connect(url(&server)).await.unwrap();
     const N: usize = 400;
     for i in 0..N {
@@ -164,7 +154,7 @@ async fn request_reply_and_no_responders() {
     let server = start(2);
     let responder = async_nats::connect(url(&server)).await.unwrap();
     let mut service = responder.subscribe("svc.echo").await.unwrap();
-    sync(&responder).await;
+    common::nats_sync(&responder).await;
     let r2 = responder.clone();
     let task = tokio::spawn(async move {
         while let Some(m) = service.next().await {
@@ -244,8 +234,8 @@ async fn echo_false_suppresses_own_messages_only() {
     let other = async_nats::connect(url(&server)).await.unwrap();
     let mut own = quiet.subscribe("echo.t").await.unwrap();
     let mut theirs = other.subscribe("echo.t").await.unwrap();
-    sync(&quiet).await;
-    sync(&other).await;
+    common::nats_sync(&quiet).await;
+    common::nats_sync(&other).await;
     quiet.publish("echo.t", "mine".into()).await.unwrap();
     quiet.flush().await.unwrap();
     // The other connection gets it...

@@ -170,16 +170,6 @@ fn pending_bytes_go_out_before_the_close() {
     wait_stopped(server);
 }
 
-/// A round trip through the server: a request nobody answers comes back as no-responders,
-/// behind the client's earlier ops (async-nats' `flush` only writes the socket).
-async fn sync(client: &async_nats::Client) {
-    let r = tokio::time::timeout(WAIT, client.request("sync.nobody", "".into()))
-        .await
-        .expect("no-responders must answer at once");
-    let err = r.expect_err("nobody subscribes to sync.nobody");
-    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
-}
-
 /// Waits for `event` on `events`, skipping others.
 async fn expect_event(
     events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
@@ -230,7 +220,7 @@ async fn async_nats_fails_over_to_the_other_server() {
     expect_event(&mut events, |e| matches!(e, Event::Connected)).await;
     assert_eq!(client.server_info().port, ducking.local_addr().port());
     let mut sub = client.subscribe("failover").await.unwrap();
-    sync(&client).await;
+    common::nats_sync(&client).await;
 
     ducking.lame_duck();
     expect_event(&mut events, |e| matches!(e, Event::LameDuckMode)).await;
@@ -238,7 +228,7 @@ async fn async_nats_fails_over_to_the_other_server() {
     expect_event(&mut events, |e| matches!(e, Event::Connected)).await;
     // The client's view of the server is updated just after that event; a round trip puts
     // the test behind it.
-    sync(&client).await;
+    common::nats_sync(&client).await;
     assert_eq!(client.server_info().port, other.local_addr().port());
 
     // The subscription was renewed on the other server: a message goes through there.

@@ -370,6 +370,18 @@ fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
+/// A round trip through the server for an async-nats client: once it returns, the server
+/// has handled every op `client` sent before (its subscriptions are in place). async-nats'
+/// `flush` only writes the socket, so it cannot prove that; a request nobody answers comes
+/// back as the server's no-responders status, behind the earlier ops.
+pub async fn nats_sync(client: &async_nats::Client) {
+    let r = tokio::time::timeout(2 * WAIT, client.request("sync.nobody", "".into()))
+        .await
+        .expect("no-responders must answer at once");
+    let err = r.expect_err("nobody subscribes to sync.nobody");
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+}
+
 /// Bytes as an escaped string for failure messages (long runs are cut).
 pub fn show(bytes: &[u8]) -> String {
     let mut out = String::from("b\"");
