@@ -134,12 +134,13 @@ fn a_sub_flood_and_its_close_do_not_hold_up_other_connections() {
         "{FLOOD} SUBs applied in {applied:?}; pair p99 (max): baseline {base:?} ({base_max:?}), \
          during {during:?} ({during_max:?}), after the close {after:?} ({after_max:?})"
     );
-    // p99 within 2x the baseline or 10 ms, whichever is more: a shared 2-core machine's
+    // p99 within 2x the baseline or 25 ms, whichever is more: a shared 2-core machine's
     // scheduler alone can cost milliseconds, and a debug build (the suite's) pays ~0.5 ms per
-    // turn of index work (measured here: 1.6-4.2 ms debug, 0.5-7 ms release, see
-    // results/2026-12-02-sub-flood.md). Before the per-turn budgets the flood's p99 was
-    // 5-26 ms with stalls of 0.5 s, and its close froze the worker for up to a second.
-    let bound = (2 * base).max(Duration::from_millis(10));
+    // turn of index work (measured: 1.6-4.2 ms debug, 0.5-7 ms release, and 11.8 ms in one
+    // clean-clone CI run whose baseline was 3.5 ms; results/2026-12-02-sub-flood.md). What
+    // the code before the per-turn budgets fails is the stall bound below: its flood stalled
+    // the pair for 0.5 s, and its close froze the worker for up to a second.
+    let bound = (2 * base).max(Duration::from_millis(25));
     assert!(during <= bound, "during the flood: {during:?} > {bound:?}");
     assert!(after <= bound, "after its close: {after:?} > {bound:?}");
     let worst = Duration::from_millis(100);
