@@ -82,8 +82,8 @@ fn room() -> (Shard, Sublist<SubRef>) {
     (shard, index)
 }
 
-fn message(subject: &[u8]) -> Arc<Msg> {
-    Arc::new(Msg::from_view(&MsgView {
+fn message(subject: &[u8]) -> Msg {
+    Msg::from_view(&MsgView {
         subject,
         reply: None,
         headers: None,
@@ -93,7 +93,7 @@ fn message(subject: &[u8]) -> Arc<Msg> {
             no_responders: false,
             echo: true,
         },
-    }))
+    })
 }
 
 fn bench(c: &mut Criterion) {

@@ -134,7 +134,7 @@ fn dispatch(
     view: &MsgView<'_>,
 ) -> u64 {
     sublist.matches(view.subject, sets);
-    let mut owned: Option<Arc<Msg>> = None;
+    let mut owned: Option<Msg> = None;
     let mut sent = 0;
     let mut to_w1 = to_w1;
     for set in sets.iter() {
@@ -145,9 +145,7 @@ fn dispatch(
             if w == w0.id {
                 w0.deliver_set(set, view);
             } else if let Some(tx) = to_w1.as_deref_mut() {
-                let msg = owned
-                    .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
-                    .clone();
+                let msg = owned.get_or_insert_with(|| Msg::from_view(view)).clone();
                 let mut env = Envelope::Deliver {
                     msg,
                     set: set.clone(),

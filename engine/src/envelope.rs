@@ -1,7 +1,7 @@
 //! What crosses the rings between workers: one [`Envelope`] per item.
 //!
 //! An [`Envelope`] is three words: a tag and two pointers. The payload travels once per
-//! destination worker as an `Arc<Msg>`, never copied per subscriber. The message types live in
+//! destination worker as an `Msg`, never copied per subscriber. The message types live in
 //! [`crate::msg`] and chat's own traffic in [`crate::chat::envelope`]; both are re-exported here
 //! for the worker.
 
@@ -33,14 +33,14 @@ pub enum Envelope {
     /// To a subscribers' worker: deliver to every plain subscriber of `set` that lives here.
     Deliver {
         /// The message.
-        msg: Arc<Msg>,
+        msg: Msg,
         /// The matched subscriber set (a snapshot).
         set: Arc<SubSet<SubRef>>,
     },
     /// To a queue member's worker: deliver to that one subscription.
     DeliverOne {
         /// The message.
-        msg: Arc<Msg>,
+        msg: Msg,
         /// The chosen queue member.
         sub: SubRef,
         /// Members already tried and found gone (bounded by `limits::QUEUE_REPICKS`).
@@ -60,4 +60,15 @@ pub enum Envelope {
     Unthrottle(ConnKey),
     /// Chat traffic: requests to a conversation's owner and answers back.
     Chat(Box<ChatEnvelope>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_envelope_is_four_words() {
+        assert_eq!(std::mem::size_of::<Envelope>(), 32);
+    }
 }

@@ -31,19 +31,29 @@ pub struct Origin {
     pub echo: bool,
 }
 
-/// A published message, owned, shared by every worker that delivers it.
-#[derive(Debug)]
+/// A published message, owned, shared by every worker that delivers it: one reference-counted
+/// allocation holding a small fixed header (where each part ends, the publisher) followed by
+/// subject, reply, headers and payload. Cloning it bumps a count.
+///
+/// One allocation, not two (a boxed byte slice inside an `Arc`): a cross-worker message is
+/// freed on the destination worker's thread, and a free on another thread than the allocation's
+/// is the expensive kind (results/2026-12-02-one-allocation.md).
+#[derive(Debug, Clone)]
 pub struct Msg {
-    /// subject, then reply, then headers, then payload.
-    data: Box<[u8]>,
-    subject_end: usize,
-    reply_end: usize,
-    headers_end: usize,
-    has_reply: bool,
-    has_headers: bool,
-    /// The publisher.
-    pub origin: Origin,
+    bytes: Arc<[u8]>,
 }
+
+/// Bytes of [`Msg`]'s fixed header: three `u32` ends, a flags byte, the publisher's worker
+/// (`u16`), slot and generation (`u32` each).
+const MSG_HEADER: usize = 23;
+/// Messages up to this size are assembled on the stack before their one allocation; larger
+/// ones in a temporary vector freed on the spot (the same thread, so cheap).
+const MSG_STACK_BYTES: usize = 1024;
+
+const FLAG_REPLY: u8 = 1;
+const FLAG_HEADERS: u8 = 2;
+const FLAG_NO_RESPONDERS: u8 = 4;
+const FLAG_ECHO: u8 = 8;
 
 /// A message seen through borrowed slices: from the read buffer, or from a [`Msg`].
 #[derive(Debug, Clone, Copy)]
@@ -65,41 +75,86 @@ impl Msg {
     pub fn from_view(v: &MsgView<'_>) -> Msg {
         let reply = v.reply.unwrap_or(&[]);
         let headers = v.headers.unwrap_or(&[]);
-        let mut data =
-            Vec::with_capacity(v.subject.len() + reply.len() + headers.len() + v.payload.len());
-        data.extend_from_slice(v.subject);
-        data.extend_from_slice(reply);
-        data.extend_from_slice(headers);
-        data.extend_from_slice(v.payload);
-        Msg {
-            subject_end: v.subject.len(),
-            reply_end: v.subject.len() + reply.len(),
-            headers_end: v.subject.len() + reply.len() + headers.len(),
-            has_reply: v.reply.is_some(),
-            has_headers: v.headers.is_some(),
-            data: data.into_boxed_slice(),
-            origin: v.origin,
-        }
+        let len = MSG_HEADER + v.subject.len() + reply.len() + headers.len() + v.payload.len();
+        let mut header = [0u8; MSG_HEADER];
+        // The parts' ends fit in u32: a message is bounded by the 1 MiB payload limit and the
+        // 4 KiB control line.
+        let subject_end = v.subject.len() as u32;
+        let reply_end = subject_end + reply.len() as u32;
+        let headers_end = reply_end + headers.len() as u32;
+        header[0..4].copy_from_slice(&subject_end.to_le_bytes());
+        header[4..8].copy_from_slice(&reply_end.to_le_bytes());
+        header[8..12].copy_from_slice(&headers_end.to_le_bytes());
+        header[12] = (if v.reply.is_some() { FLAG_REPLY } else { 0 })
+            | (if v.headers.is_some() { FLAG_HEADERS } else { 0 })
+            | (if v.origin.no_responders {
+                FLAG_NO_RESPONDERS
+            } else {
+                0
+            })
+            | (if v.origin.echo { FLAG_ECHO } else { 0 });
+        header[13..15].copy_from_slice(&v.origin.conn.worker.to_le_bytes());
+        header[15..19].copy_from_slice(&v.origin.conn.slot.to_le_bytes());
+        header[19..23].copy_from_slice(&v.origin.conn.gen.to_le_bytes());
+        let parts = [&header[..], v.subject, reply, headers, v.payload];
+        let bytes: Arc<[u8]> = if len <= MSG_STACK_BYTES {
+            let mut buf = [0u8; MSG_STACK_BYTES];
+            let mut at = 0;
+            for part in parts {
+                buf[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            Arc::from(&buf[..len])
+        } else {
+            Arc::from(parts.concat())
+        };
+        Msg { bytes }
     }
 
-    /// Bytes this message occupies (for the rings' byte budget).
+    /// Bytes this message occupies (for the rings' byte budget): its subject, reply, headers
+    /// and payload.
     pub fn weight(&self) -> u64 {
-        self.data.len() as u64
+        (self.bytes.len() - MSG_HEADER) as u64
+    }
+
+    fn end(&self, at: usize) -> usize {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.bytes[at..at + 4]);
+        MSG_HEADER + u32::from_le_bytes(b) as usize
+    }
+
+    /// The publisher.
+    pub fn origin(&self) -> Origin {
+        let h = &self.bytes[..MSG_HEADER];
+        let flags = h[12];
+        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        Origin {
+            conn: ConnKey {
+                worker: u16::from_le_bytes([h[13], h[14]]),
+                slot: u32_at(15),
+                gen: u32_at(19),
+            },
+            no_responders: flags & FLAG_NO_RESPONDERS != 0,
+            echo: flags & FLAG_ECHO != 0,
+        }
     }
 
     /// The borrowed view of this message.
     pub fn view(&self) -> MsgView<'_> {
+        let flags = self.bytes[12];
+        let (subject_end, reply_end, headers_end) = (self.end(0), self.end(4), self.end(8));
         MsgView {
-            subject: &self.data[..self.subject_end],
-            reply: self
-                .has_reply
-                .then(|| &self.data[self.subject_end..self.reply_end]),
-            headers: self
-                .has_headers
-                .then(|| &self.data[self.reply_end..self.headers_end]),
-            payload: &self.data[self.headers_end..],
-            origin: self.origin,
+            subject: &self.bytes[MSG_HEADER..subject_end],
+            reply: (flags & FLAG_REPLY != 0).then(|| &self.bytes[subject_end..reply_end]),
+            headers: (flags & FLAG_HEADERS != 0).then(|| &self.bytes[reply_end..headers_end]),
+            payload: &self.bytes[headers_end..],
+            origin: self.origin(),
         }
+    }
+
+    /// Whether `self` and `other` are the same allocation (not merely equal bytes).
+    pub fn same(&self, other: &Msg) -> bool {
+        Arc::ptr_eq(&self.bytes, &other.bytes)
     }
 }
 
@@ -231,5 +286,82 @@ impl Eq for SubRef {}
 impl Placed for SubRef {
     fn worker(&self) -> usize {
         usize::from(self.0.conn.worker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(worker: u16, no_responders: bool, echo: bool) -> Origin {
+        Origin {
+            conn: ConnKey {
+                worker,
+                slot: 0x0102_0304,
+                gen: u32::MAX,
+            },
+            no_responders,
+            echo,
+        }
+    }
+
+    fn round_trip(v: MsgView<'_>) {
+        let m = Msg::from_view(&v);
+        let got = m.view();
+        assert_eq!(got.subject, v.subject);
+        assert_eq!(got.reply, v.reply);
+        assert_eq!(got.headers, v.headers);
+        assert_eq!(got.payload, v.payload);
+        assert_eq!(got.origin, v.origin);
+        let parts = v.subject.len()
+            + v.reply.map_or(0, <[u8]>::len)
+            + v.headers.map_or(0, <[u8]>::len)
+            + v.payload.len();
+        assert_eq!(m.weight(), parts as u64);
+        let copy = m.clone();
+        assert!(copy.same(&m));
+        assert!(!Msg::from_view(&v).same(&m));
+    }
+
+    #[test]
+    fn every_part_and_flag_survives_the_one_allocation() {
+        round_trip(MsgView {
+            subject: b"a.b",
+            reply: None,
+            headers: None,
+            payload: b"",
+            origin: origin(0, false, true),
+        });
+        // An empty reply or header block is kept apart from an absent one.
+        round_trip(MsgView {
+            subject: b"s",
+            reply: Some(b""),
+            headers: Some(b""),
+            payload: b"x",
+            origin: origin(7, true, false),
+        });
+        round_trip(MsgView {
+            subject: b"orders.created",
+            reply: Some(b"_INBOX.1"),
+            headers: Some(b"NATS/1.0\r\nA: b\r\n\r\n"),
+            payload: b"hello",
+            origin: origin(u16::MAX, true, true),
+        });
+    }
+
+    #[test]
+    fn messages_past_the_stack_buffer_are_whole() {
+        // "big" and "r" take 4 bytes: the first fills the stack buffer exactly.
+        let fits = MSG_STACK_BYTES - MSG_HEADER - 4;
+        for len in [fits, fits + 1, 1 << 20] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            round_trip(MsgView {
+                subject: b"big",
+                reply: Some(b"r"),
+                headers: None,
+                payload: &payload,
+                origin: origin(1, false, true),
+            });
+        }
     }
 }

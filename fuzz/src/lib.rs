@@ -248,8 +248,8 @@ fn requester(user: &str, slot: u32) -> Requester {
     }
 }
 
-fn message(subject: &[u8], headers: Option<&[u8]>, payload: &[u8]) -> Arc<Msg> {
-    Arc::new(Msg::from_view(&MsgView {
+fn message(subject: &[u8], headers: Option<&[u8]>, payload: &[u8]) -> Msg {
+    Msg::from_view(&MsgView {
         subject,
         reply: None,
         headers,
@@ -263,7 +263,7 @@ fn message(subject: &[u8], headers: Option<&[u8]>, payload: &[u8]) -> Arc<Msg> {
             no_responders: false,
             echo: true,
         },
-    }))
+    })
 }
 
 /// Applies `op`; returns its answer (if any) and the messages it fanned out.
@@ -272,7 +272,7 @@ fn apply(
     index: &Sublist<SubRef>,
     from: &Requester,
     op: ChatOp,
-) -> (Option<engine::chat::Outcome>, Vec<Arc<Msg>>) {
+) -> (Option<engine::chat::Outcome>, Vec<Msg>) {
     let mut out = Vec::new();
     let mut ctx = Ctx {
         now_ms: 1,

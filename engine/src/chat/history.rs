@@ -6,7 +6,6 @@
 //! [`super::shard`]).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -25,7 +24,7 @@ pub struct Entry {
     /// Server time when it was ordered, in milliseconds since the Unix epoch.
     pub time_ms: u64,
     /// The message as delivered (stamped headers and payload).
-    pub msg: Arc<Msg>,
+    pub msg: Msg,
 }
 
 impl Entry {
@@ -262,7 +261,7 @@ mod tests {
                 seq,
                 from: "a".into(),
                 time_ms: 0,
-                msg: Arc::new(msg),
+                msg,
             };
             w.push(entry, cap);
         }

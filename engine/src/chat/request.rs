@@ -1,8 +1,6 @@
 //! Requests on `$CHAT.API.<op>`: parsed and validated on the requester's worker, so that an
 //! owner only ever sees well-formed operations.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 
 use super::{parse_name, ChatError, Name};
@@ -118,7 +116,7 @@ pub enum Op {
     /// `history`.
     History(Conv, HistoryQuery),
     /// A message to a room or a user, as published (the owner stamps it).
-    Publish(Conv, Arc<Msg>),
+    Publish(Conv, Msg),
 }
 
 impl Op {

@@ -41,7 +41,7 @@ pub enum Effect {
     /// Deliver `msg` to every subscriber in `sets` (already filtered).
     Fanout {
         /// The message, stamped.
-        msg: Arc<Msg>,
+        msg: Msg,
         /// Who may receive it.
         sets: Audience,
     },
@@ -571,14 +571,14 @@ impl Shard {
         }
         let seq = room.window.next_seq();
         let time_ms = room.window.time(ctx.now_ms);
-        let stamped = Arc::new(stamp(
+        let stamped = stamp(
             &room.msg_subject,
             msg,
             &from.user,
             seq,
             time_ms,
             &mut self.headers,
-        ));
+        );
         let Room {
             members,
             msg_cache,
@@ -644,14 +644,7 @@ impl Shard {
         let seq = dm.window.next_seq();
         let time_ms = dm.window.time(ctx.now_ms);
         let subject: Vec<u8> = Conv::Dm(peer.clone()).subject();
-        let stamped = Arc::new(stamp(
-            &subject,
-            msg,
-            &from.user,
-            seq,
-            time_ms,
-            &mut self.headers,
-        ));
+        let stamped = stamp(&subject, msg, &from.user, seq, time_ms, &mut self.headers);
         let side = usize::from(**peer != *key.0);
         let keep = |s: &SubRef| s.0.user.as_ref() == Some(peer);
         let sets = audience(
@@ -810,10 +803,7 @@ impl Room {
             payload: payload.as_bytes(),
             origin: SERVER_ORIGIN,
         });
-        ctx.out.push(Effect::Fanout {
-            msg: Arc::new(msg),
-            sets,
-        });
+        ctx.out.push(Effect::Fanout { msg, sets });
     }
 }
 
@@ -1067,8 +1057,8 @@ mod tests {
         s
     }
 
-    fn msg(subject: &str, headers: Option<&[u8]>, payload: &str) -> Arc<Msg> {
-        Arc::new(Msg::from_view(&MsgView {
+    fn msg(subject: &str, headers: Option<&[u8]>, payload: &str) -> Msg {
+        Msg::from_view(&MsgView {
             subject: subject.as_bytes(),
             reply: None,
             headers,
@@ -1078,7 +1068,7 @@ mod tests {
                 no_responders: false,
                 echo: true,
             },
-        }))
+        })
     }
 
     /// Applies `op` and returns (answer, the payloads fanned out with who gets them).
@@ -1446,7 +1436,7 @@ mod tests {
             let mut w = Window::default();
             let seq = w.next_seq();
             let m = msg("$CHAT.MSG.a", None, "0123456789");
-            let m = Arc::new(stamp(b"$CHAT.MSG.a", &m, "u", seq, 7, &mut Vec::new()));
+            let m = stamp(b"$CHAT.MSG.a", &m, "u", seq, 7, &mut Vec::new());
             Entry {
                 seq,
                 from: "u".into(),

@@ -2,7 +2,6 @@
 //! operation for the conversation's owner, applying operations this worker owns, carrying
 //! out their effects, and answering the requester.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use net::proto::{self, Publish};
@@ -88,7 +87,7 @@ impl Worker {
                 payload: p.payload,
                 origin,
             });
-            Request::Op(Op::Publish(conv, Arc::new(msg)))
+            Request::Op(Op::Publish(conv, msg))
         };
         let parsed = match target {
             Target::Api(op) => request::parse(op, p.payload),
@@ -155,20 +154,20 @@ impl Worker {
                 };
                 // One copy of the text for every target: each owner stamps its own delivery
                 // (subject, sender, sequence) from it.
-                let msg = Arc::new(Msg::from_view(&MsgView {
+                let msg = Msg::from_view(&MsgView {
                     subject: p.subject,
                     reply: None,
                     headers: None,
                     payload: &data,
                     origin,
-                }));
+                });
                 for (i, conv) in targets.into_iter().enumerate() {
                     let Route::Worker(owner) = self.router.conversation(&conv, &from.user);
                     let part = ReplyTo::Part {
                         id,
                         index: i as u32,
                     };
-                    let op = Op::Publish(conv, Arc::clone(&msg));
+                    let op = Op::Publish(conv, msg.clone());
                     self.chat_request(slot, owner, from.clone(), op, part);
                 }
             }

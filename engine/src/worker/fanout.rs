@@ -71,7 +71,7 @@ pub(crate) fn fan_out<S: Sink>(
     sink: &mut S,
     sets: &[Set],
     view: &MsgView<'_>,
-    owned: &mut Option<Arc<Msg>>,
+    owned: &mut Option<Msg>,
     repick: bool,
 ) -> u64 {
     let me = sink.worker();
@@ -114,7 +114,7 @@ pub(crate) fn deliver_set<S: Sink>(sink: &mut S, set: &SubSet<SubRef>, view: &Ms
 
 /// Delivers to `sub`, the queue member chosen for `msg`; offers it to another member if that
 /// one is gone and `tries` allows.
-pub(crate) fn deliver_one<S: Sink>(sink: &mut S, sub: &SubRef, msg: &Arc<Msg>, tries: u8) {
+pub(crate) fn deliver_one<S: Sink>(sink: &mut S, sub: &SubRef, msg: &Msg, tries: u8) {
     let view = msg.view();
     if !sink.deliver(sub, &view, true) {
         repick(sink, sub, &view, msg, tries);
@@ -137,10 +137,8 @@ fn nobody_answers(sets: &[Set], view: &MsgView<'_>) -> bool {
 }
 
 /// The message as an `Arc`, copied out of the view the first time it is needed.
-fn shared(owned: &mut Option<Arc<Msg>>, view: &MsgView<'_>) -> Arc<Msg> {
-    owned
-        .get_or_insert_with(|| Arc::new(Msg::from_view(view)))
-        .clone()
+fn shared(owned: &mut Option<Msg>, view: &MsgView<'_>) -> Msg {
+    owned.get_or_insert_with(|| Msg::from_view(view)).clone()
 }
 
 /// Delivers to one member of each queue group, merging groups of the same name across the
@@ -150,7 +148,7 @@ fn pick_queue_members<S: Sink>(
     sink: &mut S,
     sets: &[Set],
     view: &MsgView<'_>,
-    owned: &mut Option<Arc<Msg>>,
+    owned: &mut Option<Msg>,
     repick: bool,
 ) -> u64 {
     let mut sent = 0;
@@ -229,7 +227,7 @@ fn deliver_queued<S: Sink>(
     sink: &mut S,
     sub: SubRef,
     view: &MsgView<'_>,
-    owned: &mut Option<Arc<Msg>>,
+    owned: &mut Option<Msg>,
     repick_gone: bool,
 ) -> u64 {
     let w = sub.worker();
@@ -252,13 +250,7 @@ fn deliver_queued<S: Sink>(
 
 /// The chosen queue member is gone: offer the message to another member of its group, from
 /// a fresh snapshot, as nats-server would have (it picks among live members).
-fn repick<S: Sink>(
-    sink: &mut S,
-    gone: &SubRef,
-    view: &MsgView<'_>,
-    msg: &Arc<Msg>,
-    tries: u8,
-) -> u64 {
+fn repick<S: Sink>(sink: &mut S, gone: &SubRef, view: &MsgView<'_>, msg: &Msg, tries: u8) -> u64 {
     let Some(queue) = gone.0.queue.as_deref() else {
         return 0;
     };
@@ -284,7 +276,7 @@ fn repick<S: Sink>(
     sink.send(
         w,
         Envelope::DeliverOne {
-            msg: Arc::clone(msg),
+            msg: msg.clone(),
             sub,
             tries: tries + 1,
         },
@@ -560,7 +552,7 @@ mod tests {
         let mut sets = Vec::new();
         r.index.matches(b"work", &mut sets);
         let gone = sets[0].queues[0].members[0].clone();
-        let msg = Arc::new(Msg::from_view(&view("work", "m", None)));
+        let msg = Msg::from_view(&view("work", "m", None));
         deliver_one(&mut r, &gone, &msg, 0);
         assert!(r.delivered.is_empty(), "both members are gone");
         assert!(r.sent.is_empty());
