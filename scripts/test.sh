@@ -21,6 +21,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "tests (unit, property, integration, doc)"
 cargo test --workspace
 
+step "engine integration tests again, on the writev send path (the run above used the default: io_uring where it works)"
+ENGINE_TEST_IO=writev cargo test -p engine --tests
+
 step "benchmarks compile and run once (criterion test mode)"
 cargo test --benches -p benches
 

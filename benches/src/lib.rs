@@ -17,6 +17,8 @@
 //! - `benches/snapshot.rs`: arc-swap snapshot loads against `RwLock<Arc<_>>` reads under
 //!   concurrent updates.
 //! - `benches/fanout.rs`: one publish to 1,000 subscribers on two workers, without sockets.
+//! - `benches/flush.rs`: flushing 1,000 dirty loopback connections, a `writev` each against
+//!   one io_uring batch.
 //!
 //! Results and how to run them: `results/criterion.md`.
 //!

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Auth, Config};
+use crate::config::{Auth, Config, IoMode};
 use crate::limits;
 
 /// A thread-per-core pub/sub server that speaks the NATS client protocol.
@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// messages reach it are read no further (e.g. 2s, 500ms).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub write_deadline: Duration,
+    /// The send path: `uring` submits every connection written to in a loop iteration with one
+    /// kernel entry; `writev` makes one call per connection. Default: uring where it works,
+    /// writev otherwise (logged at start-up).
+    #[arg(long, value_enum, default_value_t = IoMode::Auto)]
+    pub io: IoMode,
     /// Subscriptions one connection may hold; a SUB beyond it gets
     /// `-ERR 'maximum subscriptions exceeded'`.
     #[arg(long, default_value_t = limits::MAX_SUBS_PER_CONN)]
@@ -172,6 +177,7 @@ impl ServeArgs {
             server_name: self.name.clone(),
             history: self.history,
             history_bytes: self.history_bytes,
+            io: self.io,
         })
     }
 }
@@ -273,6 +279,8 @@ mod tests {
             "3s",
             "--lame-duck-grace-period",
             "500ms",
+            "--io",
+            "writev",
         ])
         .to_config()
         .unwrap();
@@ -283,6 +291,12 @@ mod tests {
         assert_eq!(c.auth, Auth::Token("s3cret".into()));
         assert_eq!(c.lame_duck_duration, Duration::from_secs(3));
         assert_eq!(c.lame_duck_grace_period, Duration::from_millis(500));
+        assert_eq!(c.io, IoMode::Writev);
+        assert_eq!(
+            serve(&["--io", "uring"]).to_config().unwrap().io,
+            IoMode::Uring
+        );
+        assert_eq!(serve(&[]).to_config().unwrap().io, IoMode::Auto);
     }
 
     #[test]
@@ -293,6 +307,7 @@ mod tests {
             .to_config()
             .is_err());
         assert!(Cli::try_parse_from(["engine", "serve", "--ping-interval", "5x"]).is_err());
+        assert!(Cli::try_parse_from(["engine", "serve", "--io", "epoll"]).is_err());
         assert!(serve(&["--lame-duck-duration", "10s"]).to_config().is_err());
         assert!(serve(&[
             "--lame-duck-grace-period",

@@ -23,6 +23,20 @@ impl Auth {
     }
 }
 
+/// How the workers' writes reach the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoMode {
+    /// io_uring where this kernel and sandbox allow it, `writev` otherwise (decided at
+    /// start-up, logged once).
+    #[default]
+    Auto,
+    /// One io_uring submission per loop iteration for every connection written to; start-up
+    /// fails where io_uring is refused.
+    Uring,
+    /// One `writev` per connection written to.
+    Writev,
+}
+
 /// Everything a running server needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -59,6 +73,8 @@ pub struct Config {
     pub history: usize,
     /// Bytes of chat history the whole server keeps (split evenly between workers).
     pub history_bytes: usize,
+    /// The send path.
+    pub io: IoMode,
 }
 
 impl Default for Config {
@@ -80,6 +96,7 @@ impl Default for Config {
             server_name: String::new(),
             history: limits::DEFAULT_HISTORY_MESSAGES,
             history_bytes: limits::DEFAULT_HISTORY_BYTES,
+            io: IoMode::Auto,
         }
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! # Layout
 //! - [`sync`]: std atomics, or loom's under `cfg(engine_loom)`, for the ring and the doorbell.
-//! - [`ring`]: the bounded lock-free SPSC ring between two workers (the only unsafe code).
+//! - [`ring`]: the bounded lock-free SPSC ring between two workers (unsafe code, with
+//!   [`uring`]).
+//! - [`uring`]: batched sends through io_uring, one kernel entry per loop iteration's writes
+//!   (the only other unsafe code).
 //! - [`park`]: the doorbell a worker rings to wake a parked peer, never per message.
 //! - [`subject`]: validated [`subject::Pattern`]s and publish-subject checks.
 //! - [`sublist`]: the subscription index: immutable snapshots swapped with arc-swap.
@@ -23,7 +26,7 @@
 //!
 //! # Never
 //! The core modules (`ring`, `park`, `subject`, `sublist`, `limits`) import no mio and read
-//! no clock. Unsafe code lives only in `ring`.
+//! no clock. Unsafe code lives only in `ring` and `uring`.
 #![deny(unsafe_code)]
 
 pub mod chat;
@@ -43,4 +46,6 @@ pub mod server;
 pub mod subject;
 pub mod sublist;
 pub mod sync;
+#[allow(unsafe_code)]
+pub mod uring;
 mod worker;

@@ -15,14 +15,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_utils::CachePadded;
 use mio::{Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
+use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, IoMode};
 use crate::counters::{Counters, Snapshot};
 use crate::envelope::Envelope;
 use crate::limits;
 use crate::park::Doorbell;
 use crate::ring;
 use crate::sublist::Sublist;
+use crate::uring::SendRing;
 use crate::worker::lame_duck::LameDuck;
 use crate::worker::{Parts, Shared, Worker};
 
@@ -42,6 +44,7 @@ pub struct ServerHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    send_path: IoMode,
 }
 
 /// Starts the server on `listener` with `config`, one thread per worker.
@@ -102,6 +105,8 @@ pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHand
         lame_duck: LameDuck::new(n),
     });
 
+    let (send_path, send_rings) = send_rings(shared.config.io, n, limits::SEND_RING_ENTRIES)?;
+    let mut send_rings = send_rings.into_iter();
     let mut threads = Vec::with_capacity(n);
     let parts = polls
         .into_iter()
@@ -119,6 +124,7 @@ pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHand
             inbound,
             inbound_from,
             producers,
+            send_ring: send_rings.next().flatten(),
         };
         let shared = Arc::clone(&shared);
         let t = std::thread::Builder::new()
@@ -130,13 +136,50 @@ pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHand
         addr,
         shared,
         threads,
+        send_path,
     })
+}
+
+/// One send ring per worker for `mode` (none for writev), logged once. `Auto` falls back to
+/// writev where io_uring is refused; `Uring` fails instead.
+fn send_rings(
+    mode: IoMode,
+    workers: usize,
+    entries: u32,
+) -> io::Result<(IoMode, Vec<Option<SendRing>>)> {
+    if mode == IoMode::Writev {
+        info!("send path: writev, one call per connection written to (--io writev)");
+        return Ok((IoMode::Writev, (0..workers).map(|_| None).collect()));
+    }
+    let rings: io::Result<Vec<SendRing>> = (0..workers).map(|_| SendRing::new(entries)).collect();
+    match rings {
+        Ok(rings) => {
+            info!(
+                entries,
+                "send path: io_uring, one submission per loop iteration's writes"
+            );
+            Ok((IoMode::Uring, rings.into_iter().map(Some).collect()))
+        }
+        Err(e) if mode == IoMode::Auto => {
+            info!(error = %e, "send path: writev (io_uring unavailable here)");
+            Ok((IoMode::Writev, (0..workers).map(|_| None).collect()))
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("--io uring: io_uring unavailable here: {e}"),
+        )),
+    }
 }
 
 impl ServerHandle {
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The send path in use: [`IoMode::Uring`] or [`IoMode::Writev`] (what `Auto` became).
+    pub fn send_path(&self) -> IoMode {
+        self.send_path
     }
 
     /// Counters summed over all workers, read while the server runs.
@@ -265,6 +308,25 @@ mod tests {
     use std::net::TcpStream;
 
     use super::*;
+
+    #[test]
+    fn auto_falls_back_to_writev_where_io_uring_is_refused_and_uring_then_fails() {
+        // A ring of 0 entries is refused by io_uring_setup (EINVAL), as a kernel or sandbox
+        // without io_uring refuses every ring.
+        let (path, rings) = send_rings(IoMode::Auto, 3, 0).unwrap();
+        assert_eq!(path, IoMode::Writev);
+        assert_eq!(rings.len(), 3);
+        assert!(rings.iter().all(Option::is_none));
+        let err = send_rings(IoMode::Uring, 3, 0).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--io uring: io_uring unavailable here"),
+            "{err}"
+        );
+        let (path, rings) = send_rings(IoMode::Writev, 2, limits::SEND_RING_ENTRIES).unwrap();
+        assert_eq!(path, IoMode::Writev);
+        assert!(rings.iter().all(Option::is_none));
+    }
 
     #[test]
     fn bind_gives_a_listener_spawn_serves() {

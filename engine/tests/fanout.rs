@@ -1,13 +1,16 @@
 //! Fan-out at scale, slow consumers and shutdown, through raw TCP against the real server.
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::spawn;
 use engine::config::Config;
 use engine::counters::Counter;
-use engine::server::{spawn, ServerHandle};
+use engine::server::ServerHandle;
 use net::proto::{Op, Parser, ParserLimits, Side};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -322,6 +325,7 @@ fn binary_serves_and_exits_cleanly_on_sigterm() {
     let mut reap = Reap(
         Command::new(env!("CARGO_BIN_EXE_engine"))
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+            .args(common::test_io_args())
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

@@ -262,6 +262,7 @@ impl Engine {
     fn start(args: &[&str]) -> (Engine, SocketAddr) {
         let mut child: Child = Command::new(env!("CARGO_BIN_EXE_engine"))
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(common::test_io_args())
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

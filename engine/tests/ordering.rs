@@ -231,7 +231,7 @@ async fn async_nats_sees_one_publisher_in_order_across_subjects() {
         return;
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = engine::server::spawn(listener, four_workers()).unwrap();
+    let server = common::spawn(listener, four_workers()).unwrap();
     let url = format!("nats://{}", server.local_addr());
     let mut subscribers = Vec::new();
     let mut conns = Vec::new();

@@ -2,6 +2,8 @@
 //! a flood of SUBs to distinct subjects, then closes, barely moves the latency of a
 //! publisher→subscriber pair on the same server (and on the flooder's worker).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -9,9 +11,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::spawn;
 use engine::config::Config;
 use engine::counters::Counter;
-use engine::server::spawn;
 
 /// A release build floods with a million SUBs, as the attacker did; a debug build
 /// (the test suite's), ten times slower per op, with 100k.

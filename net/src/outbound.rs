@@ -96,17 +96,7 @@ impl Outbound {
     ) -> io::Result<Flushed> {
         while self.pending > 0 {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n = 0;
-            for (i, chunk) in self.chunks.iter().enumerate() {
-                if n == max_iovecs.min(slices.len()) {
-                    break;
-                }
-                let start = if i == 0 { self.front_written } else { 0 };
-                if start < chunk.len() {
-                    slices[n] = IoSlice::new(&chunk[start..]);
-                    n += 1;
-                }
-            }
+            let (n, _) = self.slices(&mut slices[..max_iovecs.min(MAX_IOVECS)]);
             let written = match sink.write_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => w,
@@ -117,6 +107,32 @@ impl Outbound {
             self.consume(written, pool);
         }
         Ok(Flushed::All)
+    }
+
+    /// Fills `into` with the pending bytes, oldest first, one slice per chunk (as many chunks
+    /// as `into` holds). Returns the slices filled and the bytes they cover.
+    pub fn slices<'a>(&'a self, into: &mut [IoSlice<'a>]) -> (usize, usize) {
+        let mut n = 0;
+        let mut bytes = 0;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if n == into.len() {
+                break;
+            }
+            let start = if i == 0 { self.front_written } else { 0 };
+            if start < chunk.len() {
+                into[n] = IoSlice::new(&chunk[start..]);
+                bytes += chunk.len() - start;
+                n += 1;
+            }
+        }
+        (n, bytes)
+    }
+
+    /// Marks the first `written` pending bytes as written (a write that went elsewhere, such
+    /// as a batched send), returning emptied chunks to `pool`. More than is pending counts as
+    /// all of it.
+    pub fn advance(&mut self, written: usize, pool: &mut ChunkPool) {
+        self.consume(written.min(self.pending), pool);
     }
 
     /// Drops every queued byte, returning the chunks to `pool`.

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use crate::counters::Counter;
 use crate::envelope::{ConnKey, SubRef};
 use crate::limits;
 use crate::sublist::Change;
+use crate::uring::Send;
 
 /// How a connection's bytes travel.
 #[derive(Debug)]
@@ -51,6 +53,13 @@ impl Transport {
     ) -> io::Result<Flushed> {
         match self {
             Transport::Tcp(s) => out.flush_to(s, pool, limits::MAX_IOVECS),
+        }
+    }
+
+    /// The socket's descriptor, for the batched send path.
+    pub(super) fn raw_fd(&self) -> RawFd {
+        match self {
+            Transport::Tcp(s) => s.as_raw_fd(),
         }
     }
 
@@ -192,6 +201,13 @@ pub(super) struct Client {
 }
 
 impl Client {
+    /// Takes it off the dirty list; true when it has bytes to send and a socket that may
+    /// take them.
+    fn take_due_flush(&mut self) -> bool {
+        self.dirty = false;
+        !self.write_blocked && !self.out.is_empty()
+    }
+
     /// Whether its input must wait: behind a `PING` barrier, or throttled by a stalled
     /// subscriber of its messages.
     pub(super) fn paused(&self) -> bool {
@@ -515,35 +531,83 @@ impl Worker {
     }
 
     pub(super) fn flush_dirty(&mut self) {
+        if self.send_ring.is_some() {
+            return self.flush_dirty_batched();
+        }
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
-            let Some(c) = self.clients.at(slot) else {
+            let Some(c) = self
+                .clients
+                .at(slot)
+                .and_then(|c| c.take_due_flush().then_some(c))
+            else {
                 continue;
             };
-            c.dirty = false;
-            if c.write_blocked || c.out.is_empty() {
-                continue;
-            }
             let before = c.out.pending_bytes();
-            match c.transport.flush(&mut c.out, &mut self.pool) {
-                Ok(Flushed::All) => {}
-                Ok(Flushed::Blocked) => c.write_blocked = true,
-                Err(e) => {
-                    let kind = e.kind();
-                    self.fail(slot, CloseReason::Io(kind));
-                    continue;
-                }
-            }
-            let after = c.out.pending_bytes();
-            if c.stall.is_some() {
-                // May release publishers here, whose resumed ops mark more clients dirty:
-                // those land in the fresh `self.dirty`, kept below for the next flush.
-                self.after_flush(slot, before, after);
-            }
+            let outcome = c.transport.flush(&mut c.out, &mut self.pool);
+            self.flushed(slot, outcome, before);
         }
         dirty.clear();
         dirty.append(&mut self.dirty);
         self.dirty = dirty;
+    }
+
+    /// [`Worker::flush_dirty`] through the io_uring send ring: every dirty connection's
+    /// pending bytes in one batch, one kernel entry per round of the ring's size.
+    fn flush_dirty_batched(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut batch = std::mem::take(&mut self.send_batch);
+        for &slot in &dirty {
+            let Some(c) = self
+                .clients
+                .at(slot)
+                .and_then(|c| c.take_due_flush().then_some(c))
+            else {
+                continue;
+            };
+            let fd = c.transport.raw_fd();
+            batch.push(Send::new(fd, std::mem::take(&mut c.out), slot));
+        }
+        if let Some(ring) = self.send_ring.as_mut() {
+            ring.flush(&mut batch, &mut self.pool);
+            if ring.is_broken() {
+                warn!("the io_uring send ring failed; writing with writev from now on");
+                self.send_ring = None;
+            }
+        }
+        for s in batch.drain(..) {
+            let Some(c) = self.clients.at(s.key) else {
+                continue;
+            };
+            c.out = s.out;
+            let before = c.out.pending_bytes() + s.sent;
+            self.flushed(s.key, s.outcome, before);
+        }
+        self.send_batch = batch;
+        dirty.clear();
+        dirty.append(&mut self.dirty);
+        self.dirty = dirty;
+    }
+
+    /// Applies what a flush of `slot` achieved: wait for writability, close on an error, or
+    /// let a stalled connection release its publishers. Releases may mark more clients
+    /// dirty: those land in the fresh `self.dirty`, kept for the next flush.
+    fn flushed(&mut self, slot: usize, outcome: io::Result<Flushed>, before: usize) {
+        let Some(c) = self.clients.at(slot) else {
+            return;
+        };
+        match outcome {
+            Ok(Flushed::All) => {}
+            Ok(Flushed::Blocked) => c.write_blocked = true,
+            Err(e) => {
+                self.fail(slot, CloseReason::Io(e.kind()));
+                return;
+            }
+        }
+        let after = c.out.pending_bytes();
+        if c.stall.is_some() {
+            self.after_flush(slot, before, after);
+        }
     }
 
     /// Takes the next batch of ended subscriptions out of the index. Batched, so each touched

@@ -30,6 +30,7 @@ use crate::park::Doorbell;
 use crate::ring::{Consumer, Producer};
 use crate::router::Router;
 use crate::sublist::{Change, SubSet, Sublist};
+use crate::uring::{Send, SendRing};
 
 mod chat;
 mod conn;
@@ -110,6 +111,9 @@ pub(crate) struct Worker {
     clients: Slab,
     rbuf: Vec<u8>,
     pool: ChunkPool,
+    /// io_uring send path: the ring, and the batch handed to it (reused).
+    send_ring: Option<SendRing>,
+    send_batch: Vec<Send>,
     dirty: Vec<usize>,
     closing: Vec<usize>,
     deferred: VecDeque<usize>,
@@ -168,6 +172,8 @@ pub(crate) struct Parts {
     pub inbound: Vec<Consumer<Envelope>>,
     pub inbound_from: Vec<usize>,
     pub producers: Vec<Option<Producer<Envelope>>>,
+    /// The io_uring send ring, when the send path is io_uring.
+    pub send_ring: Option<SendRing>,
 }
 
 impl Worker {
@@ -203,6 +209,8 @@ impl Worker {
             },
             rbuf: vec![0; limits::READ_BUFFER_BYTES],
             pool: ChunkPool::new(limits::OUTBOUND_CHUNK_BYTES, limits::OUTBOUND_POOL_CHUNKS),
+            send_ring: parts.send_ring,
+            send_batch: Vec::new(),
             dirty: Vec::new(),
             closing: Vec::new(),
             deferred: VecDeque::new(),

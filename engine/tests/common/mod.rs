@@ -16,6 +16,9 @@
 //!   `ENGINE_TEST_REFERENCE` when that is set too; otherwise [`try_start`] returns `None` and
 //!   the test skips itself. Tests then share one server and its subjects: run them with
 //!   `-- --test-threads=1`.
+//!
+//! And one chooses the engine's send path: `ENGINE_TEST_IO=writev|uring|auto` (default: the
+//! engine's own default, auto). `scripts/test.sh` runs the integration tests under both.
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
@@ -26,7 +29,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine::config::{Auth, Config};
+use engine::config::{Auth, Config, IoMode};
 use engine::server::ServerHandle;
 
 /// How long any wait for bytes, EOF or a server start may take before the test fails.
@@ -85,11 +88,40 @@ pub fn try_start(config: Config) -> Option<TestServer> {
         return Some(start_reference(&config));
     }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let handle = engine::server::spawn(listener, config).expect("engine::server::spawn");
+    let handle = spawn(listener, config).expect("engine::server::spawn");
     Some(TestServer {
         addr: handle.local_addr(),
         kind: Kind::Engine(Some(handle)),
     })
+}
+
+/// The send path `ENGINE_TEST_IO` asks for, if any.
+pub fn test_io() -> Option<IoMode> {
+    let v = std::env::var("ENGINE_TEST_IO").ok()?;
+    match v.as_str() {
+        "writev" => Some(IoMode::Writev),
+        "uring" => Some(IoMode::Uring),
+        "auto" | "" => Some(IoMode::Auto),
+        other => panic!("ENGINE_TEST_IO={other}: expected writev, uring or auto"),
+    }
+}
+
+/// The `--io` flag for a test that starts the `engine` binary (empty: its default).
+pub fn test_io_args() -> Vec<&'static str> {
+    match test_io() {
+        Some(IoMode::Writev) => vec!["--io", "writev"],
+        Some(IoMode::Uring) => vec!["--io", "uring"],
+        Some(IoMode::Auto) | None => Vec::new(),
+    }
+}
+
+/// Starts the engine in-process on `listener` with `config`, on the send path
+/// `ENGINE_TEST_IO` asks for.
+pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHandle> {
+    if let Some(io) = test_io() {
+        config.io = io;
+    }
+    engine::server::spawn(listener, config)
 }
 
 /// Whether the tests run against nats-server rather than the engine.
