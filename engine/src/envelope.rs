@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn an_envelope_is_four_words() {
-        assert_eq!(std::mem::size_of::<Envelope>(), 32);
+    fn an_envelope_is_five_words() {
+        assert_eq!(std::mem::size_of::<Envelope>(), 40);
     }
 }

@@ -99,6 +99,16 @@ pub const OUTBOUND_POOL_CHUNKS: usize = 8192;
 /// drift.
 pub use net::limits::MAX_IOVECS;
 
+/// Largest message (header, subject, reply, headers, payload) batched with others toward a
+/// peer worker (`worker/links.rs`); larger ones get an allocation of their own, shared by
+/// every destination worker instead of copied per destination. A copy of 4 KiB costs about
+/// what a cross-thread allocation and free cost.
+pub const BATCH_MSG_MAX_BYTES: usize = 4096;
+
+/// A batch toward one peer is sealed (made one allocation and pushed) once it holds this
+/// many bytes, so a block stays small enough that one slow delivery cannot pin much.
+pub const BATCH_BLOCK_BYTES: usize = 64 * 1024;
+
 /// Connections one io_uring submission sends to (the send ring's entries). A loop iteration
 /// with more dirty connections makes one kernel entry per this many. 256 makes a kernel entry
 /// cost well under 1 % of a round's sends, and keeps the memory the entries point at (a

@@ -31,21 +31,26 @@ pub struct Origin {
     pub echo: bool,
 }
 
-/// A published message, owned, shared by every worker that delivers it: one reference-counted
-/// allocation holding a small fixed header (where each part ends, the publisher) followed by
-/// subject, reply, headers and payload. Cloning it bumps a count.
+/// A published message, owned, shared by every worker that delivers it: a range of a
+/// reference-counted byte block holding a small fixed header (where each part ends, the
+/// publisher) followed by subject, reply, headers and payload. Cloning it bumps a count.
 ///
-/// One allocation, not two (a boxed byte slice inside an `Arc`): a cross-worker message is
-/// freed on the destination worker's thread, and a free on another thread than the allocation's
-/// is the expensive kind (results/2026-12-02-one-allocation.md).
+/// The block is the message's own ([`Msg::from_view`]: one allocation, not a boxed slice
+/// inside an `Arc`), or shared by a batch of small messages sent to one worker in one loop
+/// iteration ([`Msg::encode`] then [`Msg::in_block`]: one allocation per batch). A
+/// cross-worker message is freed on the destination's thread, and a free on another thread
+/// than the allocation's is the expensive kind (results/2026-12-02-one-allocation.md,
+/// results/2026-12-02-batched-messages.md).
 #[derive(Debug, Clone)]
 pub struct Msg {
     bytes: Arc<[u8]>,
+    start: u32,
+    end: u32,
 }
 
 /// Bytes of [`Msg`]'s fixed header: three `u32` ends, a flags byte, the publisher's worker
 /// (`u16`), slot and generation (`u32` each).
-const MSG_HEADER: usize = 23;
+pub const MSG_HEADER: usize = 23;
 /// Messages up to this size are assembled on the stack before their one allocation; larger
 /// ones in a temporary vector freed on the spot (the same thread, so cheap).
 const MSG_STACK_BYTES: usize = 1024;
@@ -71,17 +76,22 @@ pub struct MsgView<'a> {
 }
 
 impl Msg {
-    /// Copies a view into one owned allocation.
-    pub fn from_view(v: &MsgView<'_>) -> Msg {
-        let reply = v.reply.unwrap_or(&[]);
-        let headers = v.headers.unwrap_or(&[]);
-        let len = MSG_HEADER + v.subject.len() + reply.len() + headers.len() + v.payload.len();
+    /// The bytes `v` takes as a message: header and parts.
+    pub fn encoded_len(v: &MsgView<'_>) -> usize {
+        MSG_HEADER
+            + v.subject.len()
+            + v.reply.map_or(0, <[u8]>::len)
+            + v.headers.map_or(0, <[u8]>::len)
+            + v.payload.len()
+    }
+
+    fn header(v: &MsgView<'_>) -> [u8; MSG_HEADER] {
         let mut header = [0u8; MSG_HEADER];
         // The parts' ends fit in u32: a message is bounded by the 1 MiB payload limit and the
         // 4 KiB control line.
         let subject_end = v.subject.len() as u32;
-        let reply_end = subject_end + reply.len() as u32;
-        let headers_end = reply_end + headers.len() as u32;
+        let reply_end = subject_end + v.reply.map_or(0, <[u8]>::len) as u32;
+        let headers_end = reply_end + v.headers.map_or(0, <[u8]>::len) as u32;
         header[0..4].copy_from_slice(&subject_end.to_le_bytes());
         header[4..8].copy_from_slice(&reply_end.to_le_bytes());
         header[8..12].copy_from_slice(&headers_end.to_le_bytes());
@@ -96,7 +106,41 @@ impl Msg {
         header[13..15].copy_from_slice(&v.origin.conn.worker.to_le_bytes());
         header[15..19].copy_from_slice(&v.origin.conn.slot.to_le_bytes());
         header[19..23].copy_from_slice(&v.origin.conn.gen.to_le_bytes());
-        let parts = [&header[..], v.subject, reply, headers, v.payload];
+        header
+    }
+
+    /// Appends `v` as a message to `block` (to be shared later through [`Msg::in_block`]);
+    /// returns where it starts and ends there.
+    pub fn encode(v: &MsgView<'_>, block: &mut Vec<u8>) -> (u32, u32) {
+        let start = block.len();
+        block.extend_from_slice(&Msg::header(v));
+        block.extend_from_slice(v.subject);
+        block.extend_from_slice(v.reply.unwrap_or(&[]));
+        block.extend_from_slice(v.headers.unwrap_or(&[]));
+        block.extend_from_slice(v.payload);
+        (start as u32, block.len() as u32)
+    }
+
+    /// The message [`Msg::encode`] put at `start..end` of what became `block`.
+    pub fn in_block(block: &Arc<[u8]>, start: u32, end: u32) -> Msg {
+        Msg {
+            bytes: Arc::clone(block),
+            start,
+            end,
+        }
+    }
+
+    /// Copies a view into one owned allocation.
+    pub fn from_view(v: &MsgView<'_>) -> Msg {
+        let len = Msg::encoded_len(v);
+        let header = Msg::header(v);
+        let parts = [
+            &header[..],
+            v.subject,
+            v.reply.unwrap_or(&[]),
+            v.headers.unwrap_or(&[]),
+            v.payload,
+        ];
         let bytes: Arc<[u8]> = if len <= MSG_STACK_BYTES {
             let mut buf = [0u8; MSG_STACK_BYTES];
             let mut at = 0;
@@ -108,24 +152,26 @@ impl Msg {
         } else {
             Arc::from(parts.concat())
         };
-        Msg { bytes }
+        Msg {
+            bytes,
+            start: 0,
+            end: len as u32,
+        }
+    }
+
+    fn raw(&self) -> &[u8] {
+        &self.bytes[self.start as usize..self.end as usize]
     }
 
     /// Bytes this message occupies (for the rings' byte budget): its subject, reply, headers
     /// and payload.
     pub fn weight(&self) -> u64 {
-        (self.bytes.len() - MSG_HEADER) as u64
-    }
-
-    fn end(&self, at: usize) -> usize {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(&self.bytes[at..at + 4]);
-        MSG_HEADER + u32::from_le_bytes(b) as usize
+        u64::from(self.end - self.start) - MSG_HEADER as u64
     }
 
     /// The publisher.
     pub fn origin(&self) -> Origin {
-        let h = &self.bytes[..MSG_HEADER];
+        let h = &self.raw()[..MSG_HEADER];
         let flags = h[12];
         let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         Origin {
@@ -141,20 +187,26 @@ impl Msg {
 
     /// The borrowed view of this message.
     pub fn view(&self) -> MsgView<'_> {
-        let flags = self.bytes[12];
-        let (subject_end, reply_end, headers_end) = (self.end(0), self.end(4), self.end(8));
+        let raw = self.raw();
+        let end = |at: usize| {
+            MSG_HEADER
+                + u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as usize
+        };
+        let flags = raw[12];
+        let (subject_end, reply_end, headers_end) = (end(0), end(4), end(8));
         MsgView {
-            subject: &self.bytes[MSG_HEADER..subject_end],
-            reply: (flags & FLAG_REPLY != 0).then(|| &self.bytes[subject_end..reply_end]),
-            headers: (flags & FLAG_HEADERS != 0).then(|| &self.bytes[reply_end..headers_end]),
-            payload: &self.bytes[headers_end..],
+            subject: &raw[MSG_HEADER..subject_end],
+            reply: (flags & FLAG_REPLY != 0).then(|| &raw[subject_end..reply_end]),
+            headers: (flags & FLAG_HEADERS != 0).then(|| &raw[reply_end..headers_end]),
+            payload: &raw[headers_end..],
             origin: self.origin(),
         }
     }
 
-    /// Whether `self` and `other` are the same allocation (not merely equal bytes).
+    /// Whether `self` and `other` are the same message of the same allocation (not merely
+    /// equal bytes).
     pub fn same(&self, other: &Msg) -> bool {
-        Arc::ptr_eq(&self.bytes, &other.bytes)
+        Arc::ptr_eq(&self.bytes, &other.bytes) && self.start == other.start
     }
 }
 
@@ -305,14 +357,17 @@ mod tests {
         }
     }
 
-    fn round_trip(v: MsgView<'_>) {
-        let m = Msg::from_view(&v);
-        let got = m.view();
+    fn assert_views_equal(got: &MsgView<'_>, v: &MsgView<'_>) {
         assert_eq!(got.subject, v.subject);
         assert_eq!(got.reply, v.reply);
         assert_eq!(got.headers, v.headers);
         assert_eq!(got.payload, v.payload);
         assert_eq!(got.origin, v.origin);
+    }
+
+    fn round_trip(v: MsgView<'_>) {
+        let m = Msg::from_view(&v);
+        assert_views_equal(&m.view(), &v);
         let parts = v.subject.len()
             + v.reply.map_or(0, <[u8]>::len)
             + v.headers.map_or(0, <[u8]>::len)
@@ -347,6 +402,43 @@ mod tests {
             payload: b"hello",
             origin: origin(u16::MAX, true, true),
         });
+    }
+
+    #[test]
+    fn messages_in_one_block_are_each_whole_and_apart() {
+        let views = [
+            MsgView {
+                subject: b"a",
+                reply: None,
+                headers: None,
+                payload: b"first",
+                origin: origin(0, false, true),
+            },
+            MsgView {
+                subject: b"b.c",
+                reply: Some(b"_INBOX.9"),
+                headers: Some(b"NATS/1.0\r\n\r\n"),
+                payload: b"",
+                origin: origin(3, true, false),
+            },
+        ];
+        let mut block = Vec::new();
+        let ranges: Vec<(u32, u32)> = views.iter().map(|v| Msg::encode(v, &mut block)).collect();
+        assert_eq!(
+            block.len(),
+            views.iter().map(Msg::encoded_len).sum::<usize>()
+        );
+        let block: Arc<[u8]> = Arc::from(&block[..]);
+        let msgs: Vec<Msg> = ranges
+            .iter()
+            .map(|&(start, end)| Msg::in_block(&block, start, end))
+            .collect();
+        for (m, v) in msgs.iter().zip(&views) {
+            assert_views_equal(&m.view(), v);
+            assert_eq!(m.weight() + MSG_HEADER as u64, Msg::encoded_len(v) as u64);
+        }
+        assert!(!msgs[0].same(&msgs[1]));
+        assert!(msgs[1].same(&msgs[1].clone()));
     }
 
     #[test]

@@ -23,6 +23,18 @@ fn four_workers() -> Config {
     }
 }
 
+/// `n` connections (spread over the workers) that each sent `sub` and proved it with a PONG.
+fn subscribe_all(server: &common::TestServer, n: usize, sub: &[u8]) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let mut c = server.client_with(CONNECT);
+            c.send(sub);
+            c.expect_open();
+            c
+        })
+        .collect()
+}
+
 /// Reads MSG frames until `PONG`, returning (subject, sid, payload) of each.
 fn read_msgs_until_pong(c: &mut Client) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
@@ -167,6 +179,41 @@ fn one_publisher_is_seen_in_publish_order_through_every_kind_of_subscription() {
     assert_seq(&by_sid(c6, "2"), &only(3), "literal");
 }
 
+/// Small messages toward another worker travel batched in shared blocks, large ones alone
+/// (`limits::BATCH_MSG_MAX_BYTES`); interleaved, they still arrive in publish order.
+#[test]
+fn small_and_large_messages_interleaved_keep_publish_order() {
+    let server = common::start(four_workers());
+    let mut subscribers = subscribe_all(&server, 4, b"SUB mix 1\r\n");
+    let mut publisher = server.client_with(CONNECT);
+    let sizes = [3usize, 5000, 10, 10, 70_000, 1, 4096, 4097, 2];
+    let mut batch = Vec::new();
+    let mut want = Vec::new();
+    for round in 0..30 {
+        for (k, size) in sizes.iter().enumerate() {
+            let tag = format!("{round:02}{k}");
+            let mut payload = tag.clone().into_bytes();
+            payload.resize((*size).max(tag.len()), b'.');
+            batch.extend_from_slice(format!("PUB mix {}\r\n", payload.len()).as_bytes());
+            batch.extend_from_slice(&payload);
+            batch.extend_from_slice(b"\r\n");
+            want.push((tag, payload.len()));
+        }
+    }
+    batch.extend_from_slice(b"PING\r\n");
+    publisher.send_chunked(&batch, 16 * 1024);
+    publisher.expect(b"PONG\r\n");
+    for (i, s) in subscribers.iter_mut().enumerate() {
+        s.send(b"PING\r\n");
+        let got = read_msgs_until_pong(s);
+        let got: Vec<(String, usize)> = got
+            .iter()
+            .map(|(_, _, p)| (p[..3].to_string(), p.len()))
+            .collect();
+        assert_eq!(got, want, "subscriber {i}");
+    }
+}
+
 #[test]
 fn messages_published_before_an_unsub_are_delivered_on_every_owner() {
     let server = common::start(four_workers());
@@ -191,14 +238,7 @@ fn messages_published_before_an_unsub_are_delivered_on_every_owner() {
 #[test]
 fn a_pong_means_other_connections_have_the_messages() {
     let server = common::start(four_workers());
-    let mut subscribers: Vec<Client> = (0..4)
-        .map(|_| {
-            let mut c = server.client_with(CONNECT);
-            c.send(b"SUB pong.> 1\r\n");
-            c.expect_open();
-            c
-        })
-        .collect();
+    let mut subscribers = subscribe_all(&server, 4, b"SUB pong.> 1\r\n");
     let mut publisher = server.client_with(CONNECT);
     for round in 0..50 {
         // A few subjects per round, so they hash to different workers.

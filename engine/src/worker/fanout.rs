@@ -38,6 +38,21 @@ pub(crate) trait Sink {
     /// Queues `env` for worker `to` (never this one), behind everything sent there before.
     fn send(&mut self, to: usize, env: Envelope);
 
+    /// Queues, behind everything sent there before, a delivery of `view` to the plain
+    /// subscribers of `set` on worker `to` (never this one): an [`Envelope::Deliver`]
+    /// carrying `owned` (made on first use and shared between destinations), or, for a small
+    /// message, a copy batched with others toward `to`.
+    fn send_deliver(&mut self, to: usize, set: &Set, view: &MsgView<'_>, owned: &mut Option<Msg>) {
+        let msg = shared(owned, view);
+        self.send(
+            to,
+            Envelope::Deliver {
+                msg,
+                set: set.clone(),
+            },
+        );
+    }
+
     /// Tells the publisher (on this worker) that nobody subscribes to its request.
     fn no_responders(&mut self, request: &MsgView<'_>);
 
@@ -86,14 +101,7 @@ pub(crate) fn fan_out<S: Sink>(
             if w == me {
                 deliver_set(sink, set, view);
             } else {
-                let msg = shared(owned, view);
-                sink.send(
-                    w,
-                    Envelope::Deliver {
-                        msg,
-                        set: set.clone(),
-                    },
-                );
+                sink.send_deliver(w, set, view, owned);
                 sent |= 1 << w;
             }
         }
@@ -137,7 +145,7 @@ fn nobody_answers(sets: &[Set], view: &MsgView<'_>) -> bool {
 }
 
 /// The message as an `Arc`, copied out of the view the first time it is needed.
-fn shared(owned: &mut Option<Msg>, view: &MsgView<'_>) -> Msg {
+pub(crate) fn shared(owned: &mut Option<Msg>, view: &MsgView<'_>) -> Msg {
     owned.get_or_insert_with(|| Msg::from_view(view)).clone()
 }
 

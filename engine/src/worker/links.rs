@@ -7,6 +7,12 @@
 //! ring never blocks: the envelope waits in this worker's overflow queue for that peer, and
 //! later envelopes queue behind it so the ring's FIFO order holds (ARCHITECTURE.md, "When a
 //! ring is full").
+//!
+//! Small plain deliveries toward a peer are batched: their messages are copied one after
+//! another into that peer's pending block, and the block becomes one allocation shared by
+//! all of them when it is sealed — before anything else is sent to that peer (so the ring's
+//! order is the order of the sends), when it passes `limits::BATCH_BLOCK_BYTES`, and at every
+//! commit (so nothing waits beyond the loop iteration that produced it).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -14,9 +20,18 @@ use std::sync::Arc;
 
 use super::Shared;
 use crate::counters::Counter;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Msg, MsgView, SubRef};
 use crate::limits;
 use crate::ring::{Consumer, Full, Producer};
+use crate::sublist::SubSet;
+
+/// Plain deliveries toward one peer, not pushed yet: their messages back to back, and each
+/// one's matched set and place in `bytes`.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    items: Vec<(Arc<SubSet<SubRef>>, u32, u32)>,
+}
 
 /// The rings of one worker, both directions.
 pub(super) struct Links {
@@ -39,6 +54,10 @@ pub(super) struct Links {
     overflowing: usize,
     /// Bit w set: something was pushed to worker w's ring and not yet committed.
     pushed: u64,
+    /// `pending[w]`: batched deliveries toward w, not sealed yet.
+    pending: Vec<Pending>,
+    /// Bit w set: `pending[w]` holds something.
+    pending_mask: u64,
 }
 
 impl Links {
@@ -61,6 +80,8 @@ impl Links {
             overflow: (0..workers).map(|_| VecDeque::new()).collect(),
             overflowing: 0,
             pushed: 0,
+            pending: (0..workers).map(|_| Pending::default()).collect(),
+            pending_mask: 0,
             shared,
         }
     }
@@ -98,8 +119,53 @@ impl Links {
         cell.store(self.consumed_local[i], Ordering::Relaxed);
     }
 
-    /// Queues `env` for worker `to`: on its ring, or behind earlier overflow.
+    /// Queues `env` for worker `to`: on its ring, or behind earlier overflow, behind every
+    /// delivery batched for `to` before it.
     pub(super) fn send(&mut self, to: usize, env: Envelope) {
+        self.seal(to);
+        self.send_now(to, env);
+    }
+
+    /// Queues a delivery of `view` to the subscribers of `set` on worker `to`, in `to`'s
+    /// pending block (see the module doc). For messages of at most
+    /// `limits::BATCH_MSG_MAX_BYTES`.
+    pub(super) fn send_batched(
+        &mut self,
+        to: usize,
+        set: &Arc<SubSet<SubRef>>,
+        view: &MsgView<'_>,
+    ) {
+        let p = &mut self.pending[to];
+        let (start, end) = Msg::encode(view, &mut p.bytes);
+        p.items.push((Arc::clone(set), start, end));
+        self.pending_mask |= 1 << to;
+        if p.bytes.len() >= limits::BATCH_BLOCK_BYTES {
+            self.seal(to);
+        }
+    }
+
+    /// Turns the deliveries pending for `to` into envelopes sharing one allocation.
+    fn seal(&mut self, to: usize) {
+        if self.pending_mask & (1 << to) == 0 {
+            return;
+        }
+        self.pending_mask &= !(1 << to);
+        let mut p = std::mem::take(&mut self.pending[to]);
+        let block: Arc<[u8]> = Arc::from(&p.bytes[..]);
+        for (set, start, end) in p.items.drain(..) {
+            let msg = Msg::in_block(&block, start, end);
+            self.send_now(to, Envelope::Deliver { msg, set });
+        }
+        p.bytes.clear();
+        if p.bytes.capacity() > 2 * limits::BATCH_BLOCK_BYTES {
+            // One large batch (many messages just under the size limit) must not pin its
+            // buffer for good.
+            p.bytes = Vec::new();
+        }
+        self.pending[to] = p;
+    }
+
+    fn send_now(&mut self, to: usize, env: Envelope) {
         if !self.overflow[to].is_empty() {
             // Behind earlier overflow, to keep the ring's FIFO order.
             self.overflow[to].push_back(env);
@@ -153,8 +219,14 @@ impl Links {
         over(self.consumed_seen[to])
     }
 
-    /// Publishes deferred pushes and wakes peers that are parked.
+    /// Seals every pending batch, publishes deferred pushes and wakes peers that are parked.
     pub(super) fn commit(&mut self) {
+        let mut pending = self.pending_mask;
+        while pending != 0 {
+            let w = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            self.seal(w);
+        }
         let mut mask = std::mem::take(&mut self.pushed);
         while mask != 0 {
             let w = mask.trailing_zeros() as usize;

@@ -24,7 +24,7 @@ use net::proto;
 use crate::chat::shard::{Effect, Shard, ShardLimits};
 use crate::config::Config;
 use crate::counters::{Counter, Counters};
-use crate::envelope::{Admit, Envelope, MsgView, SubRef};
+use crate::envelope::{Admit, Envelope, Msg, MsgView, SubRef};
 use crate::limits;
 use crate::park::Doorbell;
 use crate::ring::{Consumer, Producer};
@@ -152,6 +152,27 @@ impl fanout::Sink for Worker {
 
     fn send(&mut self, to: usize, env: Envelope) {
         Worker::send(self, to, env);
+    }
+
+    fn send_deliver(
+        &mut self,
+        to: usize,
+        set: &fanout::Set,
+        view: &MsgView<'_>,
+        owned: &mut Option<Msg>,
+    ) {
+        if owned.is_none() && Msg::encoded_len(view) <= limits::BATCH_MSG_MAX_BYTES {
+            self.links.send_batched(to, set, view);
+        } else {
+            let msg = fanout::shared(owned, view);
+            self.links.send(
+                to,
+                Envelope::Deliver {
+                    msg,
+                    set: set.clone(),
+                },
+            );
+        }
     }
 
     fn no_responders(&mut self, request: &MsgView<'_>) {
