@@ -32,7 +32,7 @@ impl Envelope {
 pub enum Envelope {
     /// To a subscribers' worker: deliver to every plain subscriber of `set` that lives here.
     Deliver {
-        /// The message.
+        /// The message, or a run of messages to the same set, in publish order.
         msg: Msg,
         /// The matched subscriber set (a snapshot).
         set: Arc<SubSet<SubRef>>,

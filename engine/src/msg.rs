@@ -48,9 +48,9 @@ pub struct Msg {
     end: u32,
 }
 
-/// Bytes of [`Msg`]'s fixed header: three `u32` ends, a flags byte, the publisher's worker
-/// (`u16`), slot and generation (`u32` each).
-pub const MSG_HEADER: usize = 23;
+/// Bytes of [`Msg`]'s fixed header: three `u32` ends and the parts' length, a flags byte, the
+/// publisher's worker (`u16`), slot and generation (`u32` each).
+pub const MSG_HEADER: usize = 27;
 /// Messages up to this size are assembled on the stack before their one allocation; larger
 /// ones in a temporary vector freed on the spot (the same thread, so cheap).
 const MSG_STACK_BYTES: usize = 1024;
@@ -59,6 +59,55 @@ const FLAG_REPLY: u8 = 1;
 const FLAG_HEADERS: u8 = 2;
 const FLAG_NO_RESPONDERS: u8 = 4;
 const FLAG_ECHO: u8 = 8;
+
+const NO_ORIGIN: Origin = Origin {
+    conn: ConnKey {
+        worker: 0,
+        slot: 0,
+        gen: 0,
+    },
+    no_responders: false,
+    echo: false,
+};
+
+const EMPTY_VIEW: MsgView<'static> = MsgView {
+    subject: &[],
+    reply: None,
+    headers: None,
+    payload: &[],
+    origin: NO_ORIGIN,
+};
+
+/// The message at the start of `raw` and the bytes it takes; `None` when `raw` is empty (or,
+/// which [`Msg`] never builds, shorter than the header says).
+fn decode(raw: &[u8]) -> Option<(MsgView<'_>, usize)> {
+    let h = raw.get(..MSG_HEADER)?;
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]) as usize;
+    let (subject_end, reply_end, headers_end, total) =
+        (u32_at(0), u32_at(4), u32_at(8), u32_at(12));
+    let parts = raw.get(MSG_HEADER..MSG_HEADER + total)?;
+    let flags = h[16];
+    let view = MsgView {
+        subject: parts.get(..subject_end)?,
+        reply: (flags & FLAG_REPLY != 0)
+            .then(|| parts.get(subject_end..reply_end))
+            .flatten(),
+        headers: (flags & FLAG_HEADERS != 0)
+            .then(|| parts.get(reply_end..headers_end))
+            .flatten(),
+        payload: parts.get(headers_end..)?,
+        origin: Origin {
+            conn: ConnKey {
+                worker: u16::from_le_bytes([h[17], h[18]]),
+                slot: u32_at(19) as u32,
+                gen: u32_at(23) as u32,
+            },
+            no_responders: flags & FLAG_NO_RESPONDERS != 0,
+            echo: flags & FLAG_ECHO != 0,
+        },
+    };
+    Some((view, MSG_HEADER + total))
+}
 
 /// A message seen through borrowed slices: from the read buffer, or from a [`Msg`].
 #[derive(Debug, Clone, Copy)]
@@ -92,20 +141,26 @@ impl Msg {
         let subject_end = v.subject.len() as u32;
         let reply_end = subject_end + v.reply.map_or(0, <[u8]>::len) as u32;
         let headers_end = reply_end + v.headers.map_or(0, <[u8]>::len) as u32;
+        let total = headers_end + v.payload.len() as u32;
         header[0..4].copy_from_slice(&subject_end.to_le_bytes());
         header[4..8].copy_from_slice(&reply_end.to_le_bytes());
         header[8..12].copy_from_slice(&headers_end.to_le_bytes());
-        header[12] = (if v.reply.is_some() { FLAG_REPLY } else { 0 })
-            | (if v.headers.is_some() { FLAG_HEADERS } else { 0 })
-            | (if v.origin.no_responders {
-                FLAG_NO_RESPONDERS
-            } else {
-                0
-            })
-            | (if v.origin.echo { FLAG_ECHO } else { 0 });
-        header[13..15].copy_from_slice(&v.origin.conn.worker.to_le_bytes());
-        header[15..19].copy_from_slice(&v.origin.conn.slot.to_le_bytes());
-        header[19..23].copy_from_slice(&v.origin.conn.gen.to_le_bytes());
+        header[12..16].copy_from_slice(&total.to_le_bytes());
+        let mut flags = 0;
+        for (on, flag) in [
+            (v.reply.is_some(), FLAG_REPLY),
+            (v.headers.is_some(), FLAG_HEADERS),
+            (v.origin.no_responders, FLAG_NO_RESPONDERS),
+            (v.origin.echo, FLAG_ECHO),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        header[16] = flags;
+        header[17..19].copy_from_slice(&v.origin.conn.worker.to_le_bytes());
+        header[19..23].copy_from_slice(&v.origin.conn.slot.to_le_bytes());
+        header[23..27].copy_from_slice(&v.origin.conn.gen.to_le_bytes());
         header
     }
 
@@ -121,7 +176,8 @@ impl Msg {
         (start as u32, block.len() as u32)
     }
 
-    /// The message [`Msg::encode`] put at `start..end` of what became `block`.
+    /// The message [`Msg::encode`] put at `start..end` of what became `block`; or, where
+    /// several were encoded back to back there, all of them, as a run (see [`Msg::views`]).
     pub fn in_block(block: &Arc<[u8]>, start: u32, end: u32) -> Msg {
         Msg {
             bytes: Arc::clone(block),
@@ -163,44 +219,30 @@ impl Msg {
         &self.bytes[self.start as usize..self.end as usize]
     }
 
-    /// Bytes this message occupies (for the rings' byte budget): its subject, reply, headers
-    /// and payload.
+    /// Bytes this message (or run) occupies, headers included (for the rings' byte budget
+    /// and history's).
     pub fn weight(&self) -> u64 {
-        u64::from(self.end - self.start) - MSG_HEADER as u64
+        u64::from(self.end - self.start)
     }
 
-    /// The publisher.
+    /// The publisher (of the first message, for a run).
     pub fn origin(&self) -> Origin {
-        let h = &self.raw()[..MSG_HEADER];
-        let flags = h[12];
-        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        Origin {
-            conn: ConnKey {
-                worker: u16::from_le_bytes([h[13], h[14]]),
-                slot: u32_at(15),
-                gen: u32_at(19),
-            },
-            no_responders: flags & FLAG_NO_RESPONDERS != 0,
-            echo: flags & FLAG_ECHO != 0,
-        }
+        decode(self.raw()).map_or(NO_ORIGIN, |(v, _)| v.origin)
     }
 
-    /// The borrowed view of this message.
+    /// The borrowed view of this message (the first one, for a run).
     pub fn view(&self) -> MsgView<'_> {
-        let raw = self.raw();
-        let end = |at: usize| {
-            MSG_HEADER
-                + u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as usize
-        };
-        let flags = raw[12];
-        let (subject_end, reply_end, headers_end) = (end(0), end(4), end(8));
-        MsgView {
-            subject: &raw[MSG_HEADER..subject_end],
-            reply: (flags & FLAG_REPLY != 0).then(|| &raw[subject_end..reply_end]),
-            headers: (flags & FLAG_HEADERS != 0).then(|| &raw[reply_end..headers_end]),
-            payload: &raw[headers_end..],
-            origin: self.origin(),
-        }
+        decode(self.raw()).map_or(EMPTY_VIEW, |(v, _)| v)
+    }
+
+    /// Every message of the run, in order (one for a message of its own).
+    pub fn views(&self) -> impl Iterator<Item = MsgView<'_>> {
+        let mut rest = self.raw();
+        std::iter::from_fn(move || {
+            let (v, len) = decode(rest)?;
+            rest = &rest[len..];
+            Some(v)
+        })
     }
 
     /// Whether `self` and `other` are the same message of the same allocation (not merely
@@ -372,7 +414,8 @@ mod tests {
             + v.reply.map_or(0, <[u8]>::len)
             + v.headers.map_or(0, <[u8]>::len)
             + v.payload.len();
-        assert_eq!(m.weight(), parts as u64);
+        assert_eq!(m.weight(), (MSG_HEADER + parts) as u64);
+        assert_eq!(m.views().count(), 1);
         let copy = m.clone();
         assert!(copy.same(&m));
         assert!(!Msg::from_view(&v).same(&m));
@@ -435,8 +478,16 @@ mod tests {
             .collect();
         for (m, v) in msgs.iter().zip(&views) {
             assert_views_equal(&m.view(), v);
-            assert_eq!(m.weight() + MSG_HEADER as u64, Msg::encoded_len(v) as u64);
+            assert_eq!(m.weight(), Msg::encoded_len(v) as u64);
         }
+        // The whole block as one run: both messages, in order.
+        let run = Msg::in_block(&block, 0, block.len() as u32);
+        let got: Vec<MsgView<'_>> = run.views().collect();
+        assert_eq!(got.len(), 2);
+        for (g, v) in got.iter().zip(&views) {
+            assert_views_equal(g, v);
+        }
+        assert_views_equal(&run.view(), &views[0]);
         assert!(!msgs[0].same(&msgs[1]));
         assert!(msgs[1].same(&msgs[1].clone()));
     }

@@ -144,7 +144,10 @@ impl Links {
         }
     }
 
-    /// Turns the deliveries pending for `to` into envelopes sharing one allocation.
+    /// Turns the deliveries pending for `to` into envelopes sharing one allocation: one
+    /// envelope per run of consecutive deliveries to the same matched set (a [`Msg`] run,
+    /// delivered in order by the receiver), so a stream of messages to one subject costs one
+    /// ring slot and one reference count per batch, not per message.
     fn seal(&mut self, to: usize) {
         if self.pending_mask & (1 << to) == 0 {
             return;
@@ -152,10 +155,17 @@ impl Links {
         self.pending_mask &= !(1 << to);
         let mut p = std::mem::take(&mut self.pending[to]);
         let block: Arc<[u8]> = Arc::from(&p.bytes[..]);
-        for (set, start, end) in p.items.drain(..) {
+        let mut items = p.items.drain(..).peekable();
+        while let Some((set, start, mut end)) = items.next() {
+            while let Some((_, _, next_end)) =
+                items.next_if(|(next, s, _)| *s == end && Arc::ptr_eq(next, &set))
+            {
+                end = next_end;
+            }
             let msg = Msg::in_block(&block, start, end);
             self.send_now(to, Envelope::Deliver { msg, set });
         }
+        drop(items);
         p.bytes.clear();
         if p.bytes.capacity() > 2 * limits::BATCH_BLOCK_BYTES {
             // One large batch (many messages just under the size limit) must not pin its

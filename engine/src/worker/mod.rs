@@ -370,7 +370,11 @@ impl Worker {
 
     fn handle_envelope(&mut self, env: Envelope) {
         match env {
-            Envelope::Deliver { msg, set } => fanout::deliver_set(self, &set, &msg.view()),
+            Envelope::Deliver { msg, set } => {
+                for view in msg.views() {
+                    fanout::deliver_set(self, &set, &view);
+                }
+            }
             Envelope::DeliverOne { msg, sub, tries } => {
                 fanout::deliver_one(self, &sub, &msg, tries)
             }
