@@ -192,6 +192,8 @@ impl SendRing {
     /// Submits the sends of `todo[from..from + n]` and reaps all of them.
     fn round(&mut self, batch: &mut [Send], from: usize, n: usize, pool: &mut ChunkPool) {
         let mut sq = self.ring.submission();
+        // Entries actually queued: all `n`, unless a push is refused (see below).
+        let mut queued = 0;
         for (entry, &i) in self.todo[from..from + n].iter().enumerate() {
             let s = &batch[i];
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -217,12 +219,15 @@ impl SendRing {
             // reaped below (invariant 1): `slots` is not written again in this round, and
             // `batch` is borrowed mutably by this call. `round` never pushes more entries than
             // the queue holds, and the queue is empty at the start of a round, so the push
-            // cannot fail; if it did, nothing would point anywhere.
+            // cannot fail; if it did, that entry is not queued and the ones before it are
+            // submitted and reaped as usual (never left in the queue for a later call).
             if unsafe { sq.push(&sqe) }.is_err() {
-                return;
+                break;
             }
+            queued += 1;
         }
         drop(sq);
+        let n = queued;
         let mut reaped = 0;
         while reaped < n {
             self.enters += 1;
