@@ -60,22 +60,21 @@ const FLAG_HEADERS: u8 = 2;
 const FLAG_NO_RESPONDERS: u8 = 4;
 const FLAG_ECHO: u8 = 8;
 
-const NO_ORIGIN: Origin = Origin {
-    conn: ConnKey {
-        worker: 0,
-        slot: 0,
-        gen: 0,
-    },
-    no_responders: false,
-    echo: false,
-};
-
+/// What [`Msg::view`] gives for an empty range (which no caller builds).
 const EMPTY_VIEW: MsgView<'static> = MsgView {
     subject: &[],
     reply: None,
     headers: None,
     payload: &[],
-    origin: NO_ORIGIN,
+    origin: Origin {
+        conn: ConnKey {
+            worker: 0,
+            slot: 0,
+            gen: 0,
+        },
+        no_responders: false,
+        echo: false,
+    },
 };
 
 /// The message at the start of `raw` and the bytes it takes; `None` when `raw` is empty (or,
@@ -164,15 +163,25 @@ impl Msg {
         header
     }
 
+    /// The header and parts of `v`, in their order in a block.
+    fn parts<'a>(v: &MsgView<'a>, header: &'a [u8; MSG_HEADER]) -> [&'a [u8]; 5] {
+        [
+            &header[..],
+            v.subject,
+            v.reply.unwrap_or(&[]),
+            v.headers.unwrap_or(&[]),
+            v.payload,
+        ]
+    }
+
     /// Appends `v` as a message to `block` (to be shared later through [`Msg::in_block`]);
     /// returns where it starts and ends there.
     pub fn encode(v: &MsgView<'_>, block: &mut Vec<u8>) -> (u32, u32) {
         let start = block.len();
-        block.extend_from_slice(&Msg::header(v));
-        block.extend_from_slice(v.subject);
-        block.extend_from_slice(v.reply.unwrap_or(&[]));
-        block.extend_from_slice(v.headers.unwrap_or(&[]));
-        block.extend_from_slice(v.payload);
+        let header = Msg::header(v);
+        for part in Msg::parts(v, &header) {
+            block.extend_from_slice(part);
+        }
         (start as u32, block.len() as u32)
     }
 
@@ -190,13 +199,7 @@ impl Msg {
     pub fn from_view(v: &MsgView<'_>) -> Msg {
         let len = Msg::encoded_len(v);
         let header = Msg::header(v);
-        let parts = [
-            &header[..],
-            v.subject,
-            v.reply.unwrap_or(&[]),
-            v.headers.unwrap_or(&[]),
-            v.payload,
-        ];
+        let parts = Msg::parts(v, &header);
         let bytes: Arc<[u8]> = if len <= MSG_STACK_BYTES {
             let mut buf = [0u8; MSG_STACK_BYTES];
             let mut at = 0;
@@ -225,11 +228,6 @@ impl Msg {
         u64::from(self.end - self.start)
     }
 
-    /// The publisher (of the first message, for a run).
-    pub fn origin(&self) -> Origin {
-        decode(self.raw()).map_or(NO_ORIGIN, |(v, _)| v.origin)
-    }
-
     /// The borrowed view of this message (the first one, for a run).
     pub fn view(&self) -> MsgView<'_> {
         decode(self.raw()).map_or(EMPTY_VIEW, |(v, _)| v)
@@ -247,7 +245,8 @@ impl Msg {
 
     /// Whether `self` and `other` are the same message of the same allocation (not merely
     /// equal bytes).
-    pub fn same(&self, other: &Msg) -> bool {
+    #[cfg(test)]
+    fn same(&self, other: &Msg) -> bool {
         Arc::ptr_eq(&self.bytes, &other.bytes) && self.start == other.start
     }
 }

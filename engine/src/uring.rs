@@ -171,14 +171,12 @@ impl SendRing {
             next += round;
             // Connections with more than MAX_IOVECS chunks that took everything offered go
             // again, behind the rest.
-            let again: Vec<usize> = self.todo[next - round..next]
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    matches!(batch[i].outcome, Ok(Flushed::All)) && !batch[i].out.is_empty()
-                })
-                .collect();
-            self.todo.extend(again);
+            for k in next - round..next {
+                let i = self.todo[k];
+                if matches!(batch[i].outcome, Ok(Flushed::All)) && !batch[i].out.is_empty() {
+                    self.todo.push(i);
+                }
+            }
         }
         if self.broken {
             for &i in &self.todo {

@@ -201,13 +201,6 @@ pub(super) struct Client {
 }
 
 impl Client {
-    /// Takes it off the dirty list; true when it has bytes to send and a socket that may
-    /// take them.
-    fn take_due_flush(&mut self) -> bool {
-        self.dirty = false;
-        !self.write_blocked && !self.out.is_empty()
-    }
-
     /// Whether its input must wait: behind a `PING` barrier, or throttled by a stalled
     /// subscriber of its messages.
     pub(super) fn paused(&self) -> bool {
@@ -254,6 +247,14 @@ impl Slab {
 
     pub(super) fn at(&mut self, slot: usize) -> Option<&mut Client> {
         self.slots.get_mut(slot)?.client.as_mut()
+    }
+
+    /// The client at `slot`, taken off the dirty list, if it has bytes to send and a socket
+    /// that may take them.
+    pub(super) fn due_flush(&mut self, slot: usize) -> Option<&mut Client> {
+        let c = self.at(slot)?;
+        c.dirty = false;
+        (!c.write_blocked && !c.out.is_empty()).then_some(c)
     }
 
     pub(super) fn vacant(&mut self) -> (u32, u32) {
@@ -530,39 +531,34 @@ impl Worker {
         self.closing.push(slot);
     }
 
+    /// Writes what every dirty connection has pending: one `writev` each, or one io_uring
+    /// batch for all of them.
     pub(super) fn flush_dirty(&mut self) {
-        if self.send_ring.is_some() {
-            return self.flush_dirty_batched();
-        }
         let mut dirty = std::mem::take(&mut self.dirty);
-        for &slot in &dirty {
-            let Some(c) = self
-                .clients
-                .at(slot)
-                .and_then(|c| c.take_due_flush().then_some(c))
-            else {
-                continue;
-            };
-            let before = c.out.pending_bytes();
-            let outcome = c.transport.flush(&mut c.out, &mut self.pool);
-            self.flushed(slot, outcome, before);
+        if self.send_ring.is_some() {
+            self.flush_batched(&dirty);
+        } else {
+            for &slot in &dirty {
+                let Some(c) = self.clients.due_flush(slot) else {
+                    continue;
+                };
+                let before = c.out.pending_bytes();
+                let outcome = c.transport.flush(&mut c.out, &mut self.pool);
+                self.flushed(slot, outcome, before);
+            }
         }
+        // Connections marked dirty meanwhile (publishers a flush released) wait for the next.
         dirty.clear();
         dirty.append(&mut self.dirty);
         self.dirty = dirty;
     }
 
-    /// [`Worker::flush_dirty`] through the io_uring send ring: every dirty connection's
-    /// pending bytes in one batch, one kernel entry per round of the ring's size.
-    fn flush_dirty_batched(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
+    /// Flushes `dirty` through the io_uring send ring: every due connection's pending bytes
+    /// in one batch, one kernel entry per round of the ring's size.
+    fn flush_batched(&mut self, dirty: &[usize]) {
         let mut batch = std::mem::take(&mut self.send_batch);
-        for &slot in &dirty {
-            let Some(c) = self
-                .clients
-                .at(slot)
-                .and_then(|c| c.take_due_flush().then_some(c))
-            else {
+        for &slot in dirty {
+            let Some(c) = self.clients.due_flush(slot) else {
                 continue;
             };
             let fd = c.transport.raw_fd();
@@ -584,9 +580,6 @@ impl Worker {
             self.flushed(s.key, s.outcome, before);
         }
         self.send_batch = batch;
-        dirty.clear();
-        dirty.append(&mut self.dirty);
-        self.dirty = dirty;
     }
 
     /// Applies what a flush of `slot` achieved: wait for writability, close on an error, or
