@@ -5,7 +5,8 @@
 //!   `encode_msg`, `encode_hmsg`, and std's `write!` formatting as the obvious alternative.
 //! - `encoder/outbound/*`: each frame appended to its subscriber's own `Outbound` through
 //!   `Outbound::writer` and a shared `ChunkPool`, then the queues are flushed to a sink that
-//!   takes everything, as a worker does once per read batch.
+//!   takes everything, as a worker does once per read batch. `template_*`: the frame prepared
+//!   once per message (`MsgTemplate`) and put per subscriber with its sid.
 
 #![forbid(unsafe_code)]
 
@@ -17,7 +18,7 @@ use benches::{payload, under_cargo_criterion};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use engine::limits::{MAX_IOVECS, OUTBOUND_CHUNK_BYTES, OUTBOUND_POOL_CHUNKS};
 use net::outbound::{ChunkPool, Flushed, Outbound};
-use net::proto::{encode_hmsg, encode_msg};
+use net::proto::{encode_hmsg, encode_msg, MsgTemplate};
 
 fn sids() -> Vec<Vec<u8>> {
     (1..=SUBSCRIBERS)
@@ -137,6 +138,19 @@ fn into_outbound(c: &mut Criterion) {
             flush_all(&mut outs, &mut pool);
         })
     });
+    let mut template = MsgTemplate::default();
+    for (name, headers) in [("template_msg", None), ("template_hmsg", Some(HEADERS))] {
+        g.throughput(ops_and_bytes(SUBSCRIBERS as u64, frame_bytes(headers)));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                template.prepare(black_box(SUBJECT), None, headers, black_box(&body));
+                for (sid, out) in sids.iter().zip(outs.iter_mut()) {
+                    template.put(&mut out.writer(&mut pool), sid);
+                }
+                flush_all(&mut outs, &mut pool);
+            })
+        });
+    }
     g.finish();
 }
 

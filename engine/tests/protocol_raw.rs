@@ -1060,3 +1060,22 @@ fn slow_consumer_is_cut_off_and_the_reader_gets_everything() {
         "slow consumer got everything"
     );
 }
+
+#[test]
+fn one_message_to_many_subscribers_carries_each_sid_and_headers_only_where_asked() {
+    let server = server();
+    let mut with = server.client_with(CONNECT_HEADERS);
+    with.send(b"SUB foo 1\r\nSUB foo 22\r\nPING\r\n");
+    with.expect(b"PONG\r\n");
+    let mut without = server.client_with(CONNECT);
+    without.send(b"SUB foo 7\r\nSUB foo 333\r\nPING\r\n");
+    without.expect(b"PONG\r\n");
+    let mut publisher = server.client_with(CONNECT_HEADERS);
+    publisher.send(b"HPUB foo r 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPUB foo 3\r\nabc\r\nPING\r\n");
+    publisher.expect(b"PONG\r\n");
+    with.expect(
+        b"HMSG foo 1 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\nHMSG foo 22 r 12 14\r\nNATS/1.0\r\n\r\nhi\r\n\
+          MSG foo 1 3\r\nabc\r\nMSG foo 22 3\r\nabc\r\n",
+    );
+    without.expect(b"MSG foo 7 r 2\r\nhi\r\nMSG foo 333 r 2\r\nhi\r\nMSG foo 7 3\r\nabc\r\nMSG foo 333 3\r\nabc\r\n");
+}

@@ -174,6 +174,25 @@ pub struct OutboundWriter<'a> {
 }
 
 impl Put for OutboundWriter<'_> {
+    fn put_parts(&mut self, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        match self.out.chunks.back_mut() {
+            // NB: one room check for the whole frame, then plain copies: the fan-out hot path
+            // (results/2026-12-02-msg-template.md).
+            Some(last) if last.capacity() - last.len() >= len => {
+                self.out.pending += len;
+                for part in parts {
+                    last.extend_from_slice(part);
+                }
+            }
+            _ => {
+                for part in parts {
+                    self.put(part);
+                }
+            }
+        }
+    }
+
     fn put(&mut self, mut bytes: &[u8]) {
         self.out.pending += bytes.len();
         while !bytes.is_empty() {
@@ -261,5 +280,25 @@ mod tests {
         out.clear(&mut pool);
         assert!(out.is_empty());
         assert_eq!(pool.spare(), 16);
+    }
+
+    #[test]
+    fn put_parts_fills_a_chunk_then_spills_into_the_next_in_order() {
+        let mut pool = ChunkPool::new(16, 4);
+        let mut out = Outbound::default();
+        let mut expect = Vec::new();
+        for i in 0..20u8 {
+            let parts: [&[u8]; 3] = [b"MSG a ", &[b'0' + i % 10], b" 0\r\n\r\n"];
+            out.writer(&mut pool).put_parts(&parts);
+            expect.extend(parts.concat());
+        }
+        assert_eq!(out.pending_bytes(), expect.len());
+        let mut sink = Sink {
+            data: Vec::new(),
+            per_call: usize::MAX,
+            budget: usize::MAX,
+        };
+        assert_eq!(out.flush_to(&mut sink, &mut pool, 8).unwrap(), Flushed::All);
+        assert_eq!(sink.data, expect);
     }
 }

@@ -35,6 +35,15 @@ pub(crate) trait Sink {
     /// with echo off).
     fn deliver(&mut self, sub: &SubRef, view: &MsgView<'_>, check_echo: bool) -> bool;
 
+    /// Writes one delivery of `view` to each plain subscriber of `set` that lives on this
+    /// worker. A worker overrides this to prepare the frame once for all of them.
+    fn deliver_plain(&mut self, set: &SubSet<SubRef>, view: &MsgView<'_>) {
+        let me = self.worker();
+        for sub in set.plain.iter().filter(|s| s.worker() == me) {
+            self.deliver(sub, view, true);
+        }
+    }
+
     /// Queues `env` for worker `to` (never this one), behind everything sent there before.
     fn send(&mut self, to: usize, env: Envelope);
 
@@ -114,10 +123,7 @@ pub(crate) fn fan_out<S: Sink>(
 
 /// Delivers to every plain subscriber of `set` that lives on this worker.
 pub(crate) fn deliver_set<S: Sink>(sink: &mut S, set: &SubSet<SubRef>, view: &MsgView<'_>) {
-    let me = sink.worker();
-    for sub in set.plain.iter().filter(|s| s.worker() == me) {
-        sink.deliver(sub, view, true);
-    }
+    sink.deliver_plain(set, view);
 }
 
 /// Delivers to `sub`, the queue member chosen for `msg`; offers it to another member if that

@@ -29,7 +29,7 @@ use crate::limits;
 use crate::park::Doorbell;
 use crate::ring::{Consumer, Producer};
 use crate::router::Router;
-use crate::sublist::{Change, SubSet, Sublist};
+use crate::sublist::{Change, Placed, SubSet, Sublist};
 use crate::uring::{Send, SendRing};
 
 mod chat;
@@ -118,6 +118,8 @@ pub(crate) struct Worker {
     closing: Vec<usize>,
     deferred: VecDeque<usize>,
     scratch: Vec<Arc<SubSet<SubRef>>>,
+    /// The frame of the message being delivered to a set (reused).
+    template: proto::MsgTemplate,
     /// SUBs parsed but not yet in the index: applied as one batch before the client's next
     /// other op and at the end of its read, so a SUB flood rebuilds each set once.
     pending_subs: Vec<Change<SubRef>>,
@@ -147,7 +149,22 @@ impl fanout::Sink for Worker {
     }
 
     fn deliver(&mut self, sub: &SubRef, view: &MsgView<'_>, check_echo: bool) -> bool {
-        Worker::deliver(self, sub, view, check_echo)
+        Worker::deliver(self, sub, view, check_echo, None)
+    }
+
+    fn deliver_plain(&mut self, set: &SubSet<SubRef>, view: &MsgView<'_>) {
+        // One frame for the whole set when it has several subscribers (only the sid differs
+        // between their copies); a lone subscriber is encoded directly, since preparing the
+        // template would be one more copy of the message.
+        let mut template = std::mem::take(&mut self.template);
+        let framed = set.plain.len() > 1
+            && template.prepare(view.subject, view.reply, view.headers, view.payload);
+        let frame = framed.then_some(&template);
+        let me = self.id;
+        for sub in set.plain.iter().filter(|s| s.worker() == me) {
+            Worker::deliver(self, sub, view, true, frame);
+        }
+        self.template = template;
     }
 
     fn send(&mut self, to: usize, env: Envelope) {
@@ -236,6 +253,7 @@ impl Worker {
             closing: Vec::new(),
             deferred: VecDeque::new(),
             scratch: Vec::with_capacity(64),
+            template: proto::MsgTemplate::default(),
             pending_subs: Vec::new(),
             chat: Shard::new(ShardLimits {
                 history: c.history,
@@ -411,7 +429,14 @@ impl Worker {
     /// Returns false when the subscription is gone (its connection closed or closing, or the
     /// subscription ended), so a queue message can be offered to another member; true when
     /// the message was written or deliberately not (echo).
-    fn deliver(&mut self, sub: &SubRef, view: &MsgView<'_>, check_echo: bool) -> bool {
+    /// `frame`, when given, is `view` prepared as a template (with its headers, if any).
+    fn deliver(
+        &mut self,
+        sub: &SubRef,
+        view: &MsgView<'_>,
+        check_echo: bool,
+        frame: Option<&proto::MsgTemplate>,
+    ) -> bool {
         let st = &*sub.0;
         let Some(c) = self.clients.get_mut(st.conn) else {
             return false;
@@ -428,8 +453,12 @@ impl Worker {
         }
         {
             let mut w = c.out.writer(&mut self.pool);
-            match view.headers {
-                Some(h) if c.opts.headers => {
+            // The template holds the headers, if any; a client that did not ask for headers
+            // gets the plain MSG below.
+            match (frame, view.headers) {
+                (Some(t), None) => t.put(&mut w, &st.sid),
+                (Some(t), Some(_)) if c.opts.headers => t.put(&mut w, &st.sid),
+                (_, Some(h)) if c.opts.headers => {
                     proto::encode_hmsg(&mut w, view.subject, &st.sid, view.reply, h, view.payload)
                 }
                 _ => proto::encode_msg(&mut w, view.subject, &st.sid, view.reply, view.payload),
@@ -521,7 +550,7 @@ impl Worker {
             .cloned()
             .collect();
         for sub in &subs {
-            self.deliver(sub, view, false);
+            self.deliver(sub, view, false, None);
         }
     }
 

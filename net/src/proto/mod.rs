@@ -49,7 +49,7 @@ use crate::limits;
 pub use connect::Connect;
 pub use encode::{
     encode_connect, encode_err, encode_hmsg, encode_hpub, encode_info, encode_msg, encode_ok,
-    encode_ping, encode_pong, encode_pub, encode_sub, encode_unsub, Put,
+    encode_ping, encode_pong, encode_pub, encode_sub, encode_unsub, MsgTemplate, Put,
 };
 pub use error::ProtoError;
 pub use info::Info;
