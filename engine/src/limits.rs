@@ -251,3 +251,36 @@ pub const NAME_ITEM_OVERHEAD_BYTES: u64 = 128;
 /// Requests waiting for several workers' answers (`rooms.list`, `broadcast`) that one
 /// connection may have at once; past it such a request is answered `429` at once.
 pub const MAX_GATHERS_PER_CONN: usize = 64;
+
+/// Stream names per `$JS.API.STREAM.NAMES` page, as nats-server's `JSApiNamesLimit`: clients
+/// page with `offset` and stop at `total`, so the page size is part of the wire contract.
+pub const JS_NAMES_PAGE_STREAMS: usize = 1024;
+
+/// Stream infos per `$JS.API.STREAM.LIST` page, as nats-server's `JSApiListLimit` (a page of
+/// full infos is much larger than a page of names).
+pub const JS_LIST_PAGE_STREAMS: usize = 256;
+
+/// Subjects per page of a `STREAM.INFO` request with `subjects_filter`, as nats-server's
+/// `JSMaxSubjectDetails`.
+pub const JS_INFO_PAGE_SUBJECTS: usize = 100_000;
+
+/// Longest stream name, in bytes, as nats-server's `JSMaxNameLen` (it names a directory).
+pub const JS_MAX_NAME_BYTES: usize = 255;
+
+/// Longest stream description, in bytes, as nats-server's `JSMaxDescriptionLen`.
+pub const JS_MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
+
+/// Largest header block a stream stores, in bytes: nats-server keeps the length in 16 bits.
+pub const JS_MAX_HEADER_BYTES: usize = u16::MAX as usize;
+
+/// Most replicas a stream config may ask for, as nats-server's `StreamMaxReplicas` (a
+/// non-clustered server then refuses anything above 1 anyway).
+pub const JS_MAX_REPLICAS: i64 = 5;
+
+/// Default `duplicate_window`, in nanoseconds, as nats-server's
+/// `StreamDefaultDuplicatesWindow` (2 minutes).
+pub const JS_DEFAULT_DUPLICATE_WINDOW_NS: i64 = 120_000_000_000;
+
+/// Smallest non-zero `max_age` and `duplicate_window`, in nanoseconds (nats-server: 100 ms):
+/// shorter windows would make the expiry timer the busiest thing on the worker.
+pub const JS_MIN_WINDOW_NS: i64 = 100_000_000;
