@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// messages go first past it).
     #[arg(long, default_value_t = limits::DEFAULT_HISTORY_BYTES)]
     pub history_bytes: usize,
+    /// Serve JetStream: the `$JS.API` requests and the streams they create (docs/streams.md).
+    /// Off by default, as nats-server without `-js`.
+    #[arg(long)]
+    pub jetstream: bool,
 }
 
 /// A flag that cannot be turned into a configuration.
@@ -178,6 +182,7 @@ impl ServeArgs {
             history: self.history,
             history_bytes: self.history_bytes,
             io: self.io,
+            jetstream: self.jetstream,
         })
     }
 }

@@ -75,6 +75,8 @@ pub struct Config {
     pub history_bytes: usize,
     /// The send path.
     pub io: IoMode,
+    /// JetStream's API and streams are served (`--jetstream`).
+    pub jetstream: bool,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Config {
             history: limits::DEFAULT_HISTORY_MESSAGES,
             history_bytes: limits::DEFAULT_HISTORY_BYTES,
             io: IoMode::Auto,
+            jetstream: false,
         }
     }
 }

@@ -20,6 +20,26 @@ pub struct ConnKey {
     pub gen: u32,
 }
 
+impl ConnKey {
+    /// The slot of the server's own subscribers (JetStream's API, a stream's subjects): no
+    /// connection ever has it (a worker's slots are bounded by its open files).
+    pub const INTERNAL_SLOT: u32 = u32::MAX;
+
+    /// The key of an internal subscriber of kind `kind` on worker `worker`.
+    pub fn internal(worker: u16, kind: u32) -> ConnKey {
+        ConnKey {
+            worker,
+            slot: Self::INTERNAL_SLOT,
+            gen: kind,
+        }
+    }
+
+    /// Whether this is an internal subscriber's key (its kind is `gen`).
+    pub fn is_internal(&self) -> bool {
+        self.slot == Self::INTERNAL_SLOT
+    }
+}
+
 /// Where a message came from, as needed by delivery (echo) and no-responders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {

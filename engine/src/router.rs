@@ -36,6 +36,14 @@ impl Router {
         Route::Worker(subject::owner(room.as_bytes(), self.workers))
     }
 
+    /// The owner of every stream and of JetStream's API. One owner for the whole account:
+    /// the overlap check between streams' subjects and the API's names and lists need one
+    /// view of all streams; spreading streams over workers needs that view shared first
+    /// (docs/streams.md, "Where streams live").
+    pub fn jetstream(&self) -> Route {
+        Route::Worker(0)
+    }
+
     /// The owner of the direct conversation between two users (either order).
     pub fn dm(&self, a: &str, b: &str) -> Route {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };

@@ -25,6 +25,7 @@ use crate::park::Doorbell;
 use crate::ring;
 use crate::sublist::Sublist;
 use crate::uring::SendRing;
+use crate::worker::js::JetStream;
 use crate::worker::lame_duck::LameDuck;
 use crate::worker::{Parts, Shared, Worker};
 
@@ -107,6 +108,11 @@ pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHand
 
     let (send_path, send_rings) = send_rings(shared.config.io, n, limits::SEND_RING_ENTRIES)?;
     let mut send_rings = send_rings.into_iter();
+    let crate::router::Route::Worker(js_owner) = crate::router::Router::new(n).jetstream();
+    let mut jetstream = shared
+        .config
+        .jetstream
+        .then(|| Box::new(JetStream::start(&shared.sublist, js_owner)));
     let mut threads = Vec::with_capacity(n);
     let parts = polls
         .into_iter()
@@ -125,6 +131,11 @@ pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHand
             inbound_from,
             producers,
             send_ring: send_rings.next().flatten(),
+            jetstream: if id == js_owner {
+                jetstream.take()
+            } else {
+                None
+            },
         };
         let shared = Arc::clone(&shared);
         let t = std::thread::Builder::new()

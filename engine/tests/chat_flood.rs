@@ -4,6 +4,9 @@
 //! in flight between workers, `--max-pending` for what reached its outbound), cut the
 //! flooder as a slow consumer, and keep answering everyone else promptly meanwhile.
 //!
+//! The same holds for JetStream's API, where a 40-byte `STREAM.INFO` request can ask for
+//! every subject of a stream.
+//!
 //! The server runs in-process, so the test process's resident set is the server's memory.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -32,6 +35,8 @@ const ROOMS: usize = 8;
 const MESSAGES_PER_ROOM: usize = 1000;
 const MESSAGE_BYTES: usize = 1024;
 const REQUESTS: usize = 8000;
+/// Subjects of the JetStream flood's stream: one message each.
+const JS_SUBJECTS: usize = 5000;
 const MAX_PENDING: usize = 16 * 1024 * 1024;
 const WRITE_DEADLINE: Duration = Duration::from_millis(500);
 
@@ -89,18 +94,7 @@ fn a_history_flood_never_read_stays_within_the_caps_and_delays_nobody() {
         flood.len()
     );
 
-    let baseline = rss_bytes();
-    let peak = Arc::new(AtomicU64::new(baseline));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (Arc::clone(&peak), Arc::clone(&stop));
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_bytes(), Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let rss = RssPeak::start();
     let started = Instant::now();
     let mut writer = flooder.try_clone().unwrap();
     let sender = thread::spawn(move || {
@@ -147,9 +141,7 @@ fn a_history_flood_never_read_stays_within_the_caps_and_delays_nobody() {
             cut_after = Some(started.elapsed());
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    let grew = rss.finish();
     let cut_after = cut_after.unwrap_or_default();
     eprintln!(
         "resident set grew {:.1} MiB at most; {trips} bystander round trips, the slowest {} ms; \
@@ -173,6 +165,96 @@ fn a_history_flood_never_read_stays_within_the_caps_and_delays_nobody() {
     );
     // The flooder was cut as a slow consumer (it took nothing for the write deadline), not
     // served without end: its socket ends.
+    drain_until_closed(&mut flooder);
+    sender.join().unwrap();
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats[Counter::SlowConsumers], 1, "only the flooder was cut");
+}
+
+#[test]
+fn a_jetstream_info_flood_never_read_stays_within_the_caps_and_delays_nobody() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let server = start();
+    let addr = server.local_addr();
+    // As above: the filler and then alice on worker 0 (JetStream's owner), the flooder and
+    // then bob on worker 1, so the flooder's every request crosses a ring.
+    let mut filler = connect(addr, "mallory", 1 << 20);
+    let config = r#"{"name":"FLOOD","subjects":["flood.>"],"storage":"memory"}"#;
+    let mut setup = format!(
+        "SUB _INBOX.setup 1\r\nPUB $JS.API.STREAM.CREATE.FLOOD _INBOX.setup {}\r\n{config}\r\n",
+        config.len()
+    )
+    .into_bytes();
+    for i in 0..JS_SUBJECTS {
+        setup.extend_from_slice(format!("PUB flood.{i} 1\r\nx\r\n").as_bytes());
+    }
+    setup.extend_from_slice(b"PING\r\n");
+    filler.write_all(&setup).unwrap();
+    read_through_pong(&mut filler);
+    let mut flooder = connect(addr, "mallory", 4096);
+    flooder
+        .write_all(b"SUB _INBOX.flood.> 1\r\nPING\r\n")
+        .unwrap();
+    read_through_pong(&mut flooder);
+    let mut bystanders = [js_bystander(addr, "alice"), js_bystander(addr, "bob")];
+
+    // Each answer lists every subject: about 20 bytes each, 100 KB an answer.
+    let body = r#"{"subjects_filter":">"}"#;
+    let mut flood = Vec::new();
+    for i in 0..REQUESTS {
+        flood.extend_from_slice(
+            format!(
+                "PUB $JS.API.STREAM.INFO.FLOOD _INBOX.flood.{i} {}\r\n{body}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let rss = RssPeak::start();
+    let started = Instant::now();
+    let mut writer = flooder.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let _ = writer.write_all(&flood);
+    });
+    let mut worst = Duration::ZERO;
+    let mut trips = 0;
+    let mut cut_after = None;
+    while cut_after.is_none_or(|t: Duration| started.elapsed() < t + Duration::from_millis(500)) {
+        assert!(
+            started.elapsed() < WAIT,
+            "the flooder was not cut within {WAIT:?}"
+        );
+        let who = &mut bystanders[trips % 2];
+        let sent = Instant::now();
+        who.get_mut()
+            .write_all(b"PUB $JS.API.STREAM.INFO.FLOOD _INBOX.me 0\r\n\r\n")
+            .unwrap();
+        let info = read_reply(who);
+        worst = worst.max(sent.elapsed());
+        trips += 1;
+        assert_eq!(info["state"]["messages"], JS_SUBJECTS as u64, "{info}");
+        if cut_after.is_none() && server.stats()[Counter::SlowConsumers] > 0 {
+            cut_after = Some(started.elapsed());
+        }
+    }
+    let grew = rss.finish();
+    eprintln!(
+        "resident set grew {:.1} MiB at most; {trips} bystander round trips, the slowest {} ms; \
+         the flooder was cut after {} ms",
+        grew as f64 / (1024.0 * 1024.0),
+        worst.as_millis(),
+        cut_after.unwrap_or_default().as_millis()
+    );
+    // One answer in flight, what reached the flooder's outbound, and slack as above.
+    let bound = MAX_PENDING + 16 * 1024 * 1024;
+    assert!(
+        (grew as usize) < bound,
+        "the resident set grew {grew} bytes, past {bound}"
+    );
+    assert!(
+        worst < ROUND_TRIP_BOUND,
+        "a bystander waited {worst:?} for a stream's info"
+    );
     drain_until_closed(&mut flooder);
     sender.join().unwrap();
     let stats = server.shutdown().unwrap();
@@ -266,10 +348,19 @@ fn start() -> ServerHandle {
             ),
             max_pending: MAX_PENDING,
             write_deadline: WRITE_DEADLINE,
+            jetstream: true,
             ..Config::default()
         },
     )
     .unwrap()
+}
+
+/// A connection of `user`, subscribed to its replies on `_INBOX.me`.
+fn js_bystander(addr: SocketAddr, user: &str) -> BufReader<TcpStream> {
+    let mut s = connect(addr, user, 1 << 20);
+    s.write_all(b"SUB _INBOX.me 1\r\nPING\r\n").unwrap();
+    read_through_pong(&mut s);
+    BufReader::new(s)
 }
 
 /// Creates `rooms` as mallory and publishes `messages` of [`MESSAGE_BYTES`] to each.
@@ -371,6 +462,46 @@ fn drain_until_closed(s: &mut TcpStream) {
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
             Err(e) => panic!("the server never closed the flooder: {e}"),
         }
+    }
+}
+
+/// The peak of this process's resident set over a stretch, sampled every 2 ms.
+struct RssPeak {
+    baseline: u64,
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    sampler: thread::JoinHandle<()>,
+}
+
+impl RssPeak {
+    fn start() -> RssPeak {
+        let baseline = rss_bytes();
+        let peak = Arc::new(AtomicU64::new(baseline));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (peak, stop) = (Arc::clone(&peak), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                    thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        RssPeak {
+            baseline,
+            peak,
+            stop,
+            sampler,
+        }
+    }
+
+    /// How much the resident set grew above where it was at the start, at most.
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sampler.join().unwrap();
+        self.peak
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.baseline)
     }
 }
 

@@ -33,6 +33,7 @@ impl Shared {
             port: self.addr.port(),
             headers: true,
             max_payload: cfg.max_payload as _,
+            jetstream: cfg.jetstream,
             client_id,
             client_ip: client_ip.to_string(),
             auth_required: cfg.auth.required(),

@@ -36,6 +36,7 @@ mod chat;
 mod conn;
 mod fanout;
 mod info;
+pub(crate) mod js;
 pub(crate) mod lame_duck;
 mod links;
 mod session;
@@ -136,6 +137,8 @@ pub(crate) struct Worker {
     last_accept_warning: Option<Instant>,
     /// This worker's lame-duck schedule, once lame-duck mode has started here.
     lame_duck: Option<lame_duck::Drain>,
+    /// JetStream's streams, on their owner.
+    js: Option<Box<js::JetStream>>,
 }
 
 /// The worker as the fan-out core sees it.
@@ -212,6 +215,8 @@ pub(crate) struct Parts {
     pub producers: Vec<Option<Producer<Envelope>>>,
     /// The io_uring send ring, when the send path is io_uring.
     pub send_ring: Option<SendRing>,
+    /// JetStream, on its owner when it is on.
+    pub jetstream: Option<Box<js::JetStream>>,
 }
 
 impl Worker {
@@ -273,6 +278,7 @@ impl Worker {
             next_tick: Instant::now() + tick,
             last_accept_warning: None,
             lame_duck: None,
+            js: parts.jetstream,
             shared,
         }
     }
@@ -367,6 +373,7 @@ impl Worker {
 
     /// Flushes, closes what must close, and publishes ring pushes.
     fn end_of_batch(&mut self) {
+        self.flush_js_answers();
         self.commit();
         self.flush_dirty();
         self.reap();
@@ -404,6 +411,9 @@ impl Worker {
             Envelope::Unthrottle(conn) => self.handle_unthrottle(conn),
             Envelope::Chat(c) => self.handle_chat_envelope(*c),
         }
+        // Before the next envelope (a barrier among them): a JetStream answer goes out
+        // ahead of the PONG of a PING sent after its request.
+        self.flush_js_answers();
     }
 
     /// Queues `env` for worker `to`: on its ring, or behind earlier overflow.
@@ -438,6 +448,9 @@ impl Worker {
         frame: Option<&proto::MsgTemplate>,
     ) -> bool {
         let st = &*sub.0;
+        if st.conn.is_internal() {
+            return self.deliver_internal(sub, view);
+        }
         let Some(c) = self.clients.get_mut(st.conn) else {
             return false;
         };
@@ -555,6 +568,7 @@ impl Worker {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        self.expire_streams();
         let cfg_interval = self.shared.config.ping_interval;
         let ping_max = self.shared.config.ping_max;
         if self.listener.is_some() {

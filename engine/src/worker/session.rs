@@ -233,9 +233,18 @@ impl Worker {
         let mut scratch = std::mem::take(&mut self.scratch);
         let sent = fanout::publish(self, &view, &mut scratch);
         self.scratch = scratch;
+        self.flush_js_answers();
         if sent != 0 {
             if let Some(c) = self.clients.at(slot) {
                 c.sent_to |= sent;
+            }
+            if self.js_request_sent(p.subject, sent) {
+                // One JetStream API request in flight per connection: its answer (a stream
+                // list, a message, up to megabytes) is built before the next is read, so a
+                // client that pipelines requests and never reads cannot have answers piled
+                // up between workers for it (the chat layer's rule, with one request's
+                // answer as the budget: limits::CHAT_IN_FLIGHT_BYTES_PER_CONN).
+                self.barrier(slot);
             }
         }
     }

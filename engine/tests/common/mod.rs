@@ -495,6 +495,15 @@ fn reference_config(config: &Config, port: u16) -> String {
     if !config.server_name.is_empty() {
         let _ = writeln!(conf, "server_name: {:?}", config.server_name);
     }
+    if config.jetstream {
+        let dir =
+            std::env::temp_dir().join(format!("engine-test-js-{}-{port}", std::process::id()));
+        let _ = writeln!(
+            conf,
+            "jetstream {{ store_dir: {:?} }}",
+            dir.display().to_string()
+        );
+    }
     let timeout = config.auth_timeout.as_secs_f64();
     match &config.auth {
         Auth::None => {}

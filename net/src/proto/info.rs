@@ -38,6 +38,9 @@ pub struct Info {
     pub headers: bool,
     /// Largest payload the server accepts; clients check it before publishing.
     pub max_payload: usize,
+    /// JetStream is enabled (omitted when false, as nats-server omits it).
+    #[serde(skip_serializing_if = "is_false")]
+    pub jetstream: bool,
     /// The id of this client's connection (omitted when 0).
     #[serde(skip_serializing_if = "is_zero")]
     pub client_id: u64,

@@ -1,0 +1,293 @@
+//! JetStream through the real server: streams created, filled and read over the wire, with
+//! raw protocol (exact frames) and with async-nats's `jetstream` module (a client nobody
+//! here wrote). docs/streams.md is the contract.
+//!
+//! The raw tests also run against the reference:
+//! `ENGINE_TEST_REFERENCE=nats-server cargo test -p engine --test jetstream`.
+
+mod common;
+
+use engine::config::Config;
+use serde_json::{json, Value};
+
+use common::{against_reference, start, Client, TestServer, CONNECT_HEADERS};
+
+fn jetstream(workers: usize) -> TestServer {
+    start(Config {
+        workers,
+        jetstream: true,
+        ..Config::default()
+    })
+}
+
+/// Sends a request on `subject` with `body` and returns the JSON answer on the inbox `_INBOX.t`
+/// (subscribed as sid 1 by [`requester`]).
+fn request(c: &mut Client, subject: &str, body: &Value) -> Value {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    c.send(format!("PUB {subject} _INBOX.t {}\r\n{body}\r\n", body.len()).as_bytes());
+    let line = c.read_line();
+    let line = String::from_utf8(line).expect("utf-8 control line");
+    let len: usize = line
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a MSG line: {line:?}"));
+    assert!(line.starts_with("MSG _INBOX.t 1 "), "{line:?}");
+    let payload = c.read_len(len + 2);
+    serde_json::from_slice(&payload[..len]).expect("a JSON answer")
+}
+
+fn requester(server: &TestServer) -> Client {
+    let mut c = server.client_with(CONNECT_HEADERS);
+    c.send(b"SUB _INBOX.t 1\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    c
+}
+
+fn memory_stream(name: &str, subjects: &[&str]) -> Value {
+    json!({"name": name, "subjects": subjects, "storage": "memory"})
+}
+
+#[test]
+fn info_announces_jetstream_only_when_it_is_on() {
+    let on = jetstream(2);
+    assert_eq!(on.client().info_json()["jetstream"], json!(true));
+    if against_reference() {
+        return;
+    }
+    let off = start(Config::default());
+    assert_eq!(off.client().info_json().get("jetstream"), None);
+}
+
+#[test]
+fn without_jetstream_an_api_request_gets_no_responders() {
+    if against_reference() {
+        return;
+    }
+    let server = start(Config::default());
+    let mut c = server
+        .client_with(b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\n");
+    c.send(b"SUB _INBOX.t 1\r\nPUB $JS.API.INFO _INBOX.t 0\r\n\r\n");
+    c.expect(b"HMSG _INBOX.t 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
+}
+
+#[test]
+fn a_file_stream_is_refused_while_the_server_keeps_no_files() {
+    if against_reference() {
+        return;
+    }
+    let server = jetstream(2);
+    let mut c = requester(&server);
+    for config in [
+        json!({"name": "F", "subjects": ["f"]}),
+        json!({"name": "F", "subjects": ["f"], "storage": "file"}),
+    ] {
+        let refused = request(&mut c, "$JS.API.STREAM.CREATE.F", &config);
+        assert_eq!(
+            refused,
+            json!({"type": "io.nats.jetstream.api.v1.stream_create_response",
+                   "error": {"code": 500, "err_code": 10047,
+                             "description": "insufficient storage resources available"}})
+        );
+    }
+    let names = request(&mut c, "$JS.API.STREAM.NAMES", &Value::Null);
+    assert_eq!(names["total"], json!(0), "{names}");
+}
+
+#[test]
+fn published_messages_are_acked_in_order_stored_and_read_back() {
+    let server = jetstream(4);
+    let mut c = requester(&server);
+    let created = request(
+        &mut c,
+        "$JS.API.STREAM.CREATE.ORDERS",
+        &memory_stream("ORDERS", &["orders.>"]),
+    );
+    assert_eq!(created["did_create"], json!(true), "{created}");
+    assert_eq!(created["config"]["subjects"], json!(["orders.>"]));
+    // PubAcks come back in publish order, byte for byte as nats-server writes them.
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        let body = format!("m{i}");
+        batch.extend_from_slice(
+            format!("PUB orders.{} _INBOX.t {}\r\n{body}\r\n", i % 7, body.len()).as_bytes(),
+        );
+    }
+    c.send(&batch);
+    for seq in 1..=50 {
+        c.expect(&ack_frame("ORDERS", seq));
+    }
+    let info = request(&mut c, "$JS.API.STREAM.INFO.ORDERS", &Value::Null);
+    assert_eq!(info["state"]["messages"], json!(50), "{info}");
+    assert_eq!(info["state"]["first_seq"], json!(1));
+    assert_eq!(info["state"]["last_seq"], json!(50));
+    assert_eq!(info["state"]["num_subjects"], json!(7));
+    let got = request(&mut c, "$JS.API.STREAM.MSG.GET.ORDERS", &json!({"seq": 23}));
+    assert_eq!(got["message"]["subject"], json!("orders.1"), "{got}");
+    assert_eq!(got["message"]["seq"], json!(23));
+    // "m22", base64.
+    assert_eq!(got["message"]["data"], json!("bTIy"));
+}
+
+#[test]
+fn a_stream_orders_one_publishers_messages_across_subjects_and_workers() {
+    // Publishers on several connections (so on several workers), each over many subjects:
+    // the stream's sequence keeps each publisher's own order, as nats-server's does.
+    let server = jetstream(4);
+    let mut c = requester(&server);
+    request(
+        &mut c,
+        "$JS.API.STREAM.CREATE.EV",
+        &memory_stream("EV", &["ev.*.*"]),
+    );
+    let mut pubs: Vec<Client> = (0..4)
+        .map(|_| server.client_with(CONNECT_HEADERS))
+        .collect();
+    const EACH: usize = 200;
+    for i in 0..EACH {
+        for (p, publisher) in pubs.iter_mut().enumerate() {
+            let body = format!("{p}:{i}");
+            publisher
+                .send(format!("PUB ev.{p}.{} {}\r\n{body}\r\n", i % 13, body.len()).as_bytes());
+        }
+    }
+    for publisher in &mut pubs {
+        publisher.send(b"PING\r\n");
+        publisher.expect(b"PONG\r\n");
+    }
+    let info = request(&mut c, "$JS.API.STREAM.INFO.EV", &Value::Null);
+    assert_eq!(info["state"]["messages"], json!(4 * EACH), "{info}");
+    let mut next = [0usize; 4];
+    for seq in 1..=4 * EACH {
+        let got = request(&mut c, "$JS.API.STREAM.MSG.GET.EV", &json!({"seq": seq}));
+        let data = got["message"]["data"].as_str().expect("data").to_string();
+        let text = decode_base64(&data);
+        let (p, i) = text.split_once(':').expect("p:i");
+        let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(
+            i, next[p],
+            "publisher {p}'s messages out of order at seq {seq}"
+        );
+        next[p] += 1;
+    }
+}
+
+#[test]
+fn plain_subscribers_of_a_stream_subject_still_get_every_message() {
+    let server = jetstream(2);
+    let mut c = requester(&server);
+    request(
+        &mut c,
+        "$JS.API.STREAM.CREATE.S",
+        &memory_stream("S", &["s.>"]),
+    );
+    let mut sub = server.client_with(CONNECT_HEADERS);
+    sub.send(b"SUB s.* 9\r\nPING\r\n");
+    sub.expect(b"PONG\r\n");
+    c.send(b"PUB s.a 2\r\nhi\r\nPUB s.b _INBOX.t 2\r\nho\r\n");
+    c.expect(&ack_frame("S", 2));
+    sub.expect(b"MSG s.a 9 2\r\nhi\r\nMSG s.b 9 _INBOX.t 2\r\nho\r\n");
+}
+
+#[test]
+fn a_deleted_stream_captures_nothing_more_and_its_subjects_can_be_reused() {
+    let server = jetstream(2);
+    let mut c = requester(&server);
+    request(
+        &mut c,
+        "$JS.API.STREAM.CREATE.A",
+        &memory_stream("A", &["x.*"]),
+    );
+    let overlap = request(
+        &mut c,
+        "$JS.API.STREAM.CREATE.B",
+        &memory_stream("B", &["x.y"]),
+    );
+    assert_eq!(overlap["error"]["err_code"], json!(10065), "{overlap}");
+    let deleted = request(&mut c, "$JS.API.STREAM.DELETE.A", &Value::Null);
+    assert_eq!(deleted["success"], json!(true), "{deleted}");
+    let created = request(
+        &mut c,
+        "$JS.API.STREAM.CREATE.B",
+        &memory_stream("B", &["x.y"]),
+    );
+    assert_eq!(created["did_create"], json!(true), "{created}");
+    c.send(b"PUB x.z 1\r\n1\r\nPUB x.y _INBOX.t 1\r\n2\r\n");
+    c.expect(&ack_frame("B", 1));
+    let names = request(&mut c, "$JS.API.STREAM.NAMES", &Value::Null);
+    assert_eq!(names["streams"], json!(["B"]), "{names}");
+}
+
+#[test]
+fn async_nats_creates_publishes_and_reads_a_stream() {
+    let server = jetstream(2);
+    let url = format!("nats://{}", server.addr());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        use async_nats::jetstream::{self, stream};
+        let client = async_nats::connect(url).await.expect("connect");
+        let js = jetstream::new(client);
+        let mut s = js
+            .create_stream(stream::Config {
+                name: "EVENTS".into(),
+                subjects: vec!["events.>".into()],
+                storage: stream::StorageType::Memory,
+                max_messages: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("create_stream");
+        for i in 0..10u64 {
+            let ack = js
+                .publish(format!("events.{i}"), format!("e{i}").into())
+                .await
+                .expect("publish")
+                .await
+                .expect("ack");
+            assert_eq!((ack.stream.as_str(), ack.sequence), ("EVENTS", i + 1));
+        }
+        let info = s.info().await.expect("info");
+        assert_eq!(info.state.messages, 10);
+        assert_eq!(info.config.max_messages, 100);
+        let raw = s.get_raw_message(4).await.expect("get");
+        assert_eq!(
+            (raw.subject.as_str(), &raw.payload[..]),
+            ("events.3", &b"e3"[..])
+        );
+        js.delete_stream("EVENTS").await.expect("delete");
+        let gone = js.get_stream("EVENTS").await;
+        assert!(gone.is_err(), "stream still there after delete");
+    });
+}
+
+fn decode_base64(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for b in text.bytes().filter(|&b| b != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == b).expect("base64") as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// The frame of a PubAck for `seq` in `stream`, on the requester's inbox. nats-server
+/// writes its internal answers with an empty reply argument (two blanks before the size);
+/// the engine writes one blank, which every client's parser reads the same
+/// (docs/streams.md, "Deviations").
+fn ack_frame(stream: &str, seq: u64) -> Vec<u8> {
+    let ack = format!("{{\"stream\":\"{stream}\", \"seq\":{seq}}}");
+    let gap = if against_reference() { "  " } else { " " };
+    format!("MSG _INBOX.t 1{gap}{}\r\n{ack}\r\n", ack.len()).into_bytes()
+}
