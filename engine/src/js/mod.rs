@@ -13,6 +13,7 @@
 //! - [`stream`]: one stream's state machine (limits, de-duplication, expected headers,
 //!   purge, expiry) and its [`stream::Change`]s.
 //! - [`headers`]: the NATS header block parser.
+//! - [`record`]: a [`Record`]'s encoding in the write-ahead log.
 //!
 //! # What answers what
 //! - `$JS.API.INFO` and `$JS.API.STREAM.CREATE|UPDATE|INFO|DELETE|PURGE|NAMES|LIST|MSG.GET|
@@ -32,6 +33,7 @@
 
 pub mod api;
 pub mod headers;
+pub mod record;
 pub mod stream;
 
 #[cfg(test)]
