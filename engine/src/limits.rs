@@ -251,3 +251,21 @@ pub const NAME_ITEM_OVERHEAD_BYTES: u64 = 128;
 /// Requests waiting for several workers' answers (`rooms.list`, `broadcast`) that one
 /// connection may have at once; past it such a request is answered `429` at once.
 pub const MAX_GATHERS_PER_CONN: usize = 64;
+
+/// Bytes past which the write-ahead log starts a new segment (`store::log`). Space comes
+/// back a whole segment at a time, so this is how precisely retention can free it; each
+/// segment costs one directory sync when it is made and one sync when it is sealed, which
+/// at 8 MiB is a few per second even at 100 MB/s of appends. A million 128-byte records
+/// are 17 segments.
+pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Largest record payload the write-ahead log takes: the largest message
+/// ([`MAX_MAX_PAYLOAD_BYTES`]) and 64 KiB for its subject, reply and the stream's own
+/// fields. It is also the most recovery believes a length field: a longer one is
+/// corruption, so garbage on disk never makes it allocate gigabytes.
+pub const MAX_RECORD_BYTES: usize = MAX_MAX_PAYLOAD_BYTES + 64 * 1024;
+
+/// Bytes recovery reads from a segment at a time: large enough that reading is a few
+/// hundred system calls per segment rather than two per record, small enough to not
+/// matter beside the segment itself.
+pub const SCAN_WINDOW_BYTES: usize = 1024 * 1024;
