@@ -269,3 +269,15 @@ pub const MAX_RECORD_BYTES: usize = MAX_MAX_PAYLOAD_BYTES + 64 * 1024;
 /// hundred system calls per segment rather than two per record, small enough to not
 /// matter beside the segment itself.
 pub const SCAN_WINDOW_BYTES: usize = 1024 * 1024;
+
+/// Batches waiting for one log's committer thread (`store::commit`). A worker submits at
+/// most one batch per log per loop iteration, so 1024 is a thousand iterations ahead of
+/// the disk: far beyond what one fsync (about 0.5 ms here) lets pile up, and small enough
+/// that a disk that has stopped answering makes submits fail within a second of load.
+pub const COMMIT_QUEUE_BATCHES: usize = 1024;
+
+/// Record bytes waiting for one log's committer thread; a batch is taken while less than
+/// this is queued, so the queue holds at most this plus one batch. 16 MiB is 120,000
+/// records of 128 bytes, far more than a round between two fsyncs ever takes, and bounds
+/// what a slow disk makes the server hold per log.
+pub const COMMIT_QUEUE_BYTES: u64 = 16 * 1024 * 1024;

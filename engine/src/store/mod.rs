@@ -1,13 +1,14 @@
 //! The per-shard write-ahead log under durable streams: an append-only log of records in
 //! numbered segment files, recovered at start-up, with appends committed (written and
-//! synced) on a thread of its own so that no worker's event loop ever waits for the disk
-//! (the committer thread comes next).
+//! synced) on a thread of its own so that no worker's event loop ever waits for the disk.
 //!
 //! # Layout
 //! - [`file`](mod@file): the seam to the file system: a directory and its files, the operating
 //!   system's implementation and a simulated one that can lose power, fill up and fail.
 //! - [`log`]: the segmented log: framing, rotation, reading by location, recovery,
 //!   reclaiming whole segments.
+//! - [`commit`]: the committer thread: group commit under an fsync policy, reports through
+//!   a notifier the owner supplies.
 //!
 //! # On disk
 //! A log is a directory of segment files named by their id, 20 decimal digits and `.log`
@@ -34,14 +35,20 @@
 //! - Recovery yields the records in log order and stops at the first it cannot trust; what
 //!   it leaves on disk is exactly what it yielded, so new appends follow a valid record
 //!   (details in [`log`]).
+//! - A batch is reported committed only after what its policy promises has happened
+//!   ([`commit`] lists what each policy risks on a process crash and on a power loss).
 //!
 //! # Caps
 //! Record size [`limits::MAX_RECORD_BYTES`](crate::limits::MAX_RECORD_BYTES), segment size
-//! [`limits::SEGMENT_BYTES`](crate::limits::SEGMENT_BYTES), recovery's read
+//! [`limits::SEGMENT_BYTES`](crate::limits::SEGMENT_BYTES), the committer's queue
+//! [`limits::COMMIT_QUEUE_BATCHES`](crate::limits::COMMIT_QUEUE_BATCHES) batches and
+//! [`limits::COMMIT_QUEUE_BYTES`](crate::limits::COMMIT_QUEUE_BYTES) bytes, recovery's read
 //! window [`limits::SCAN_WINDOW_BYTES`](crate::limits::SCAN_WINDOW_BYTES).
 
+pub mod commit;
 pub mod file;
 pub mod log;
 
+pub use commit::{Batch, CommitError, Committed, Committer, FsyncPolicy, Outcome, SubmitError};
 pub use file::{Dir, LogFile, OsDir, SimDir};
 pub use log::{Location, Log, LogError, Options, Reader, Recovery};
