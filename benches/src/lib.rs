@@ -19,6 +19,8 @@
 //! - `benches/fanout.rs`: one publish to 1,000 subscribers on two workers, without sockets.
 //! - `benches/flush.rs`: flushing 1,000 dirty loopback connections, a `writev` each against
 //!   one io_uring batch.
+//! - `benches/store.rs`: the write-ahead log's committer on the real file system, 128-byte
+//!   records in batches of 1, 64 and 1024 under each fsync policy.
 //!
 //! Results and how to run them: `results/criterion.md`.
 //!

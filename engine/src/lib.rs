@@ -23,6 +23,8 @@
 //!   overflow, byte budget and doorbells), `fanout` (matching and fan-out, no I/O, behind a
 //!   `Sink`), `session` (op handling and the `PING` barrier), `chat` (the chat layer's
 //!   requests, effects and answers).
+//! - [`store`]: the per-shard write-ahead log: segments of CRC-framed records, recovery,
+//!   and group commit on a thread of its own (the file seam below it is simulated in tests).
 //! - [`server`]: runs the workers on an already-bound listener until shutdown.
 //!
 //! # Never
@@ -45,6 +47,7 @@ pub mod park;
 pub mod ring;
 pub mod router;
 pub mod server;
+pub mod store;
 pub mod subject;
 pub mod sublist;
 pub mod sync;

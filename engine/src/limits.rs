@@ -284,3 +284,33 @@ pub const JS_DEFAULT_DUPLICATE_WINDOW_NS: i64 = 120_000_000_000;
 /// Smallest non-zero `max_age` and `duplicate_window`, in nanoseconds (nats-server: 100 ms):
 /// shorter windows would make the expiry timer the busiest thing on the worker.
 pub const JS_MIN_WINDOW_NS: i64 = 100_000_000;
+
+/// Bytes past which the write-ahead log starts a new segment (`store::log`). Space comes
+/// back a whole segment at a time, so this is how precisely retention can free it; each
+/// segment costs one directory sync when it is made and one sync when it is sealed, which
+/// at 8 MiB is a few per second even at 100 MB/s of appends. A million 128-byte records
+/// are 17 segments.
+pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Largest record payload the write-ahead log takes: the largest message
+/// ([`MAX_MAX_PAYLOAD_BYTES`]) and 64 KiB for its subject, reply and the stream's own
+/// fields. It is also the most recovery believes a length field: a longer one is
+/// corruption, so garbage on disk never makes it allocate gigabytes.
+pub const MAX_RECORD_BYTES: usize = MAX_MAX_PAYLOAD_BYTES + 64 * 1024;
+
+/// Bytes recovery reads from a segment at a time: large enough that reading is a few
+/// hundred system calls per segment rather than two per record, small enough to not
+/// matter beside the segment itself.
+pub const SCAN_WINDOW_BYTES: usize = 1024 * 1024;
+
+/// Batches waiting for one log's committer thread (`store::commit`). A worker submits at
+/// most one batch per log per loop iteration, so 1024 is a thousand iterations ahead of
+/// the disk: far beyond what one fsync (about 0.5 ms here) lets pile up, and small enough
+/// that a disk that has stopped answering makes submits fail within a second of load.
+pub const COMMIT_QUEUE_BATCHES: usize = 1024;
+
+/// Record bytes waiting for one log's committer thread; a batch is taken while less than
+/// this is queued, so the queue holds at most this plus one batch. 16 MiB is 120,000
+/// records of 128 bytes, far more than a round between two fsyncs ever takes, and bounds
+/// what a slow disk makes the server hold per log.
+pub const COMMIT_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
