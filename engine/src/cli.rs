@@ -97,6 +97,15 @@ pub struct ServeArgs {
     /// Off by default, as nats-server without `-js`.
     #[arg(long)]
     pub jetstream: bool,
+    /// Keep durable state in this directory (JetStream's file streams, in `DIR/jetstream`).
+    /// Without it the server writes no files and JetStream has memory streams only.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// When the write-ahead log confirms: `always` (after an fsync; many publishes share
+    /// one), `interval=<ms>` (after the write, fsync within that many ms) or `never` (after
+    /// the write; the page cache decides). docs/streams.md says what each risks.
+    #[arg(long, default_value = "always")]
+    pub fsync: crate::store::FsyncPolicy,
 }
 
 /// A flag that cannot be turned into a configuration.
@@ -183,6 +192,8 @@ impl ServeArgs {
             history_bytes: self.history_bytes,
             io: self.io,
             jetstream: self.jetstream,
+            data_dir: self.data_dir.clone(),
+            fsync: self.fsync,
         })
     }
 }

@@ -77,6 +77,11 @@ pub struct Config {
     pub io: IoMode,
     /// JetStream's API and streams are served (`--jetstream`).
     pub jetstream: bool,
+    /// Where durable state is kept (`--data-dir`); `None`: nothing is written to disk, and
+    /// JetStream has memory streams only.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// When the write-ahead log syncs before it confirms (`--fsync`).
+    pub fsync: crate::store::FsyncPolicy,
 }
 
 impl Default for Config {
@@ -100,6 +105,8 @@ impl Default for Config {
             history_bytes: limits::DEFAULT_HISTORY_BYTES,
             io: IoMode::Auto,
             jetstream: false,
+            data_dir: None,
+            fsync: crate::store::FsyncPolicy::Always,
         }
     }
 }

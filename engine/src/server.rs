@@ -109,10 +109,10 @@ pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHand
     let (send_path, send_rings) = send_rings(shared.config.io, n, limits::SEND_RING_ENTRIES)?;
     let mut send_rings = send_rings.into_iter();
     let crate::router::Route::Worker(js_owner) = crate::router::Router::new(n).jetstream();
-    let mut jetstream = shared
-        .config
-        .jetstream
-        .then(|| Box::new(JetStream::start(&shared.sublist, js_owner)));
+    let mut jetstream = match shared.config.jetstream {
+        true => Some(Box::new(JetStream::start(&shared, js_owner)?)),
+        false => None,
+    };
     let mut threads = Vec::with_capacity(n);
     let parts = polls
         .into_iter()

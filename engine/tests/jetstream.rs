@@ -20,35 +20,6 @@ fn jetstream(workers: usize) -> TestServer {
     })
 }
 
-/// Sends a request on `subject` with `body` and returns the JSON answer on the inbox `_INBOX.t`
-/// (subscribed as sid 1 by [`requester`]).
-fn request(c: &mut Client, subject: &str, body: &Value) -> Value {
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    c.send(format!("PUB {subject} _INBOX.t {}\r\n{body}\r\n", body.len()).as_bytes());
-    let line = c.read_line();
-    let line = String::from_utf8(line).expect("utf-8 control line");
-    let len: usize = line
-        .trim_end()
-        .rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a MSG line: {line:?}"));
-    assert!(line.starts_with("MSG _INBOX.t 1 "), "{line:?}");
-    let payload = c.read_len(len + 2);
-    serde_json::from_slice(&payload[..len]).expect("a JSON answer")
-}
-
-fn requester(server: &TestServer) -> Client {
-    let mut c = server.client_with(CONNECT_HEADERS);
-    c.send(b"SUB _INBOX.t 1\r\nPING\r\n");
-    c.expect(b"PONG\r\n");
-    c
-}
-
 fn memory_stream(name: &str, subjects: &[&str]) -> Value {
     json!({"name": name, "subjects": subjects, "storage": "memory"})
 }
@@ -82,12 +53,12 @@ fn a_file_stream_is_refused_while_the_server_keeps_no_files() {
         return;
     }
     let server = jetstream(2);
-    let mut c = requester(&server);
+    let mut c = server.requester();
     for config in [
         json!({"name": "F", "subjects": ["f"]}),
         json!({"name": "F", "subjects": ["f"], "storage": "file"}),
     ] {
-        let refused = request(&mut c, "$JS.API.STREAM.CREATE.F", &config);
+        let refused = c.request_json("$JS.API.STREAM.CREATE.F", &config);
         assert_eq!(
             refused,
             json!({"type": "io.nats.jetstream.api.v1.stream_create_response",
@@ -95,16 +66,15 @@ fn a_file_stream_is_refused_while_the_server_keeps_no_files() {
                              "description": "insufficient storage resources available"}})
         );
     }
-    let names = request(&mut c, "$JS.API.STREAM.NAMES", &Value::Null);
+    let names = c.request_json("$JS.API.STREAM.NAMES", &Value::Null);
     assert_eq!(names["total"], json!(0), "{names}");
 }
 
 #[test]
 fn published_messages_are_acked_in_order_stored_and_read_back() {
     let server = jetstream(4);
-    let mut c = requester(&server);
-    let created = request(
-        &mut c,
+    let mut c = server.requester();
+    let created = c.request_json(
         "$JS.API.STREAM.CREATE.ORDERS",
         &memory_stream("ORDERS", &["orders.>"]),
     );
@@ -122,12 +92,12 @@ fn published_messages_are_acked_in_order_stored_and_read_back() {
     for seq in 1..=50 {
         c.expect(&ack_frame("ORDERS", seq));
     }
-    let info = request(&mut c, "$JS.API.STREAM.INFO.ORDERS", &Value::Null);
+    let info = c.request_json("$JS.API.STREAM.INFO.ORDERS", &Value::Null);
     assert_eq!(info["state"]["messages"], json!(50), "{info}");
     assert_eq!(info["state"]["first_seq"], json!(1));
     assert_eq!(info["state"]["last_seq"], json!(50));
     assert_eq!(info["state"]["num_subjects"], json!(7));
-    let got = request(&mut c, "$JS.API.STREAM.MSG.GET.ORDERS", &json!({"seq": 23}));
+    let got = c.request_json("$JS.API.STREAM.MSG.GET.ORDERS", &json!({"seq": 23}));
     assert_eq!(got["message"]["subject"], json!("orders.1"), "{got}");
     assert_eq!(got["message"]["seq"], json!(23));
     // "m22", base64.
@@ -139,9 +109,8 @@ fn a_stream_orders_one_publishers_messages_across_subjects_and_workers() {
     // Publishers on several connections (so on several workers), each over many subjects:
     // the stream's sequence keeps each publisher's own order, as nats-server's does.
     let server = jetstream(4);
-    let mut c = requester(&server);
-    request(
-        &mut c,
+    let mut c = server.requester();
+    c.request_json(
         "$JS.API.STREAM.CREATE.EV",
         &memory_stream("EV", &["ev.*.*"]),
     );
@@ -160,11 +129,11 @@ fn a_stream_orders_one_publishers_messages_across_subjects_and_workers() {
         publisher.send(b"PING\r\n");
         publisher.expect(b"PONG\r\n");
     }
-    let info = request(&mut c, "$JS.API.STREAM.INFO.EV", &Value::Null);
+    let info = c.request_json("$JS.API.STREAM.INFO.EV", &Value::Null);
     assert_eq!(info["state"]["messages"], json!(4 * EACH), "{info}");
     let mut next = [0usize; 4];
     for seq in 1..=4 * EACH {
-        let got = request(&mut c, "$JS.API.STREAM.MSG.GET.EV", &json!({"seq": seq}));
+        let got = c.request_json("$JS.API.STREAM.MSG.GET.EV", &json!({"seq": seq}));
         let data = got["message"]["data"].as_str().expect("data").to_string();
         let text = decode_base64(&data);
         let (p, i) = text.split_once(':').expect("p:i");
@@ -180,12 +149,8 @@ fn a_stream_orders_one_publishers_messages_across_subjects_and_workers() {
 #[test]
 fn plain_subscribers_of_a_stream_subject_still_get_every_message() {
     let server = jetstream(2);
-    let mut c = requester(&server);
-    request(
-        &mut c,
-        "$JS.API.STREAM.CREATE.S",
-        &memory_stream("S", &["s.>"]),
-    );
+    let mut c = server.requester();
+    c.request_json("$JS.API.STREAM.CREATE.S", &memory_stream("S", &["s.>"]));
     let mut sub = server.client_with(CONNECT_HEADERS);
     sub.send(b"SUB s.* 9\r\nPING\r\n");
     sub.expect(b"PONG\r\n");
@@ -197,29 +162,17 @@ fn plain_subscribers_of_a_stream_subject_still_get_every_message() {
 #[test]
 fn a_deleted_stream_captures_nothing_more_and_its_subjects_can_be_reused() {
     let server = jetstream(2);
-    let mut c = requester(&server);
-    request(
-        &mut c,
-        "$JS.API.STREAM.CREATE.A",
-        &memory_stream("A", &["x.*"]),
-    );
-    let overlap = request(
-        &mut c,
-        "$JS.API.STREAM.CREATE.B",
-        &memory_stream("B", &["x.y"]),
-    );
+    let mut c = server.requester();
+    c.request_json("$JS.API.STREAM.CREATE.A", &memory_stream("A", &["x.*"]));
+    let overlap = c.request_json("$JS.API.STREAM.CREATE.B", &memory_stream("B", &["x.y"]));
     assert_eq!(overlap["error"]["err_code"], json!(10065), "{overlap}");
-    let deleted = request(&mut c, "$JS.API.STREAM.DELETE.A", &Value::Null);
+    let deleted = c.request_json("$JS.API.STREAM.DELETE.A", &Value::Null);
     assert_eq!(deleted["success"], json!(true), "{deleted}");
-    let created = request(
-        &mut c,
-        "$JS.API.STREAM.CREATE.B",
-        &memory_stream("B", &["x.y"]),
-    );
+    let created = c.request_json("$JS.API.STREAM.CREATE.B", &memory_stream("B", &["x.y"]));
     assert_eq!(created["did_create"], json!(true), "{created}");
     c.send(b"PUB x.z 1\r\n1\r\nPUB x.y _INBOX.t 1\r\n2\r\n");
     c.expect(&ack_frame("B", 1));
-    let names = request(&mut c, "$JS.API.STREAM.NAMES", &Value::Null);
+    let names = c.request_json("$JS.API.STREAM.NAMES", &Value::Null);
     assert_eq!(names["streams"], json!(["B"]), "{names}");
 }
 

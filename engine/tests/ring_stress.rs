@@ -5,6 +5,8 @@
 //! Item counts are scaled down in debug builds so `cargo test -p engine` stays fast; run with
 //! `--release` for the full counts.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -14,6 +16,8 @@ use crossbeam_utils::Backoff;
 
 use engine::park::Doorbell;
 use engine::ring::{ring, Consumer, Producer};
+
+use common::Rng;
 
 /// Items per test: a few million in release, fewer in debug builds (about 20x slower).
 const ITEMS: u64 = if cfg!(debug_assertions) {
@@ -67,18 +71,6 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         // Relaxed: a counter, read only after joining.
         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A small deterministic generator for batch sizes (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

@@ -137,7 +137,10 @@ mod tests {
         assert_eq!(decode(&[9]), Err(RecordError::Kind(9)));
         assert_eq!(decode(&[KIND_CREATE, 1, 2]), Err(RecordError::Truncated));
         assert_eq!(decode(&[KIND_DELETE, 0xff]), Err(RecordError::Field));
-        assert_eq!(decode(&[KIND_STREAM, 5, 0, b'a']), Err(RecordError::Truncated));
+        assert_eq!(
+            decode(&[KIND_STREAM, 5, 0, b'a']),
+            Err(RecordError::Truncated)
+        );
     }
 
     proptest::proptest! {

@@ -16,11 +16,14 @@
 //!
 //! [`Router::jetstream`]: crate::router::Router::jetstream
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{fanout, Worker};
+use super::js_log::{insufficient_resources, JsLog};
+use super::{fanout, Shared, Worker};
+use crate::config::Config;
 use crate::envelope::{ConnKey, MsgView, Origin, SubRef};
 use crate::js::api::{Storage, StreamConfig};
 use crate::js::{Record, Streams};
@@ -47,23 +50,52 @@ pub(crate) struct JetStream {
     /// The internal subscriptions on each stream's subjects, by stream name, with the
     /// subjects they were made for.
     captures: HashMap<String, (Vec<String>, Vec<SubRef>)>,
-    /// Answers to publish once the current delivery is done: subject, body.
-    answers: Vec<(Box<[u8]>, Vec<u8>)>,
+    /// Answers to publish, in order, once the current delivery is done and what they wait
+    /// for is durable.
+    answers: VecDeque<Answer>,
+    /// The write-ahead log, with `--data-dir`.
+    log: Option<JsLog>,
     /// When the next stream message expires (unix ns), if any does.
     next_expiry: Option<i64>,
 }
 
+/// One answer waiting to be published.
+#[derive(Debug)]
+struct Answer {
+    to: Box<[u8]>,
+    body: Vec<u8>,
+    /// The log batch its operation is in (0: none).
+    wait: u64,
+    /// What to send instead if that batch fails.
+    failed: Vec<u8>,
+}
+
 impl JetStream {
-    /// JetStream for an owner on worker `owner`: its streams, and the API's internal
-    /// subscription in `sublist`. Called before the workers start, so no request can
-    /// arrive before the subscription exists.
-    pub(crate) fn start(sublist: &Sublist<SubRef>, owner: usize) -> JetStream {
+    /// JetStream for an owner on worker `owner`: its streams (recovered from the log in
+    /// `--data-dir`), and the internal subscriptions in `shared`'s index. Called before the
+    /// workers start, so no request can arrive before recovery is done and the
+    /// subscriptions exist.
+    pub(crate) fn start(shared: &Arc<Shared>, owner: usize) -> io::Result<JetStream> {
+        let config: &Config = &shared.config;
+        let mut streams = Streams::new();
+        let log = match &config.data_dir {
+            Some(dir) => Some(JsLog::open(
+                &dir.join("jetstream"),
+                config.fsync,
+                Arc::clone(shared),
+                owner,
+                &mut streams,
+            )?),
+            None => None,
+        };
+        let sublist = &shared.sublist;
         let mut js = JetStream {
             owner: owner as u16,
-            streams: Streams::new(),
+            streams,
             records: Vec::new(),
             captures: HashMap::new(),
-            answers: Vec::new(),
+            answers: VecDeque::new(),
+            log,
             next_expiry: None,
         };
         // A constant pattern: valid by construction.
@@ -72,7 +104,8 @@ impl JetStream {
             sublist.insert(&pattern, None, sub);
         }
         js.sync_captures(sublist);
-        js
+        js.next_expiry = js.next_expiry();
+        Ok(js)
     }
 
     /// Makes the internal subscriptions match the streams' subjects: new streams get theirs,
@@ -123,6 +156,19 @@ impl JetStream {
         sublist.apply(changes);
     }
 
+    /// Queues `body` for the reply subject `to` (nothing without one), waiting for log batch
+    /// `wait` (0: none), with `failed` to send instead if that batch fails.
+    fn queue(&mut self, to: Option<&[u8]>, body: Vec<u8>, wait: u64, failed: Vec<u8>) {
+        if let Some(to) = to {
+            self.answers.push_back(Answer {
+                to: to.into(),
+                body,
+                wait,
+                failed,
+            });
+        }
+    }
+
     /// The earliest time any stream has a message to expire.
     fn next_expiry(&self) -> Option<i64> {
         self.streams
@@ -151,7 +197,11 @@ impl Worker {
                 let Ok(subject) = std::str::from_utf8(view.subject) else {
                     return true;
                 };
-                let answer = match refuse_file_storage(subject, view.payload) {
+                let refusal = match js.log {
+                    Some(_) => None,
+                    None => refuse_file_storage(subject, view.payload),
+                };
+                let answer = match refusal {
                     Some(refusal) => Some(refusal),
                     None => js
                         .streams
@@ -170,6 +220,11 @@ impl Worker {
                 ) else {
                     return true;
                 };
+                if js.log.as_ref().is_some_and(|log| log.refuses(name)) {
+                    let refused = crate::js::pub_ack(name, Err(insufficient_resources()));
+                    js.queue(view.reply, refused, 0, Vec::new());
+                    return true;
+                }
                 let ack = js.streams.publish(
                     name,
                     subject,
@@ -185,8 +240,17 @@ impl Worker {
             }
             _ => None,
         };
-        if let (Some(body), Some(to)) = (answer, view.reply) {
-            js.answers.push((to.into(), body));
+        let wait = match &mut js.log {
+            Some(log) if !js.records.is_empty() => log.log(&js.records).unwrap_or(0),
+            _ => 0,
+        };
+        if let Some(body) = answer {
+            let failed = if wait == 0 {
+                Vec::new()
+            } else {
+                failure_answer(sub.0.conn.gen, &sub.0.sid, view.subject)
+            };
+            js.queue(view.reply, body, wait, failed);
         }
         true
     }
@@ -198,38 +262,55 @@ impl Worker {
         self.shared.config.jetstream && sent & (1 << owner) != 0 && subject.starts_with(b"$JS.API.")
     }
 
-    /// Publishes the answers the last deliveries produced, in order.
+    /// Submits this iteration's log batch, takes the log's reports, and publishes, in
+    /// order, the answers whose operations are durable (or failed).
     pub(super) fn flush_js_answers(&mut self) {
-        if self.js.as_ref().is_none_or(|js| js.answers.is_empty()) {
-            return;
-        }
         let Some(js) = self.js.as_mut() else {
             return;
         };
-        let answers = std::mem::take(&mut js.answers);
+        if let Some(log) = &mut js.log {
+            log.submit();
+            log.poll();
+            if log.reload(&mut js.streams) {
+                js.sync_captures(&self.shared.sublist);
+                js.next_expiry = js.next_expiry();
+            }
+        }
+        if js.answers.is_empty() {
+            return;
+        }
         let origin = Origin {
             conn: ConnKey::internal(self.id as u16, KIND_API),
             no_responders: false,
             echo: true,
         };
         let mut scratch = std::mem::take(&mut self.scratch);
-        for (subject, body) in &answers {
+        while let Some(answer) = self.next_js_answer() {
             let view = MsgView {
-                subject,
+                subject: &answer.to,
                 reply: None,
                 headers: None,
-                payload: body,
+                payload: &answer.body,
                 origin,
             };
             fanout::publish(self, &view, &mut scratch);
         }
         self.scratch = scratch;
-        if let Some(js) = self.js.as_mut() {
-            // Keep the vector's room for the next batch.
-            let mut answers = answers;
-            answers.clear();
-            js.answers = answers;
+    }
+
+    /// The first answer, if it may go now (with its failure body if its batch failed).
+    fn next_js_answer(&mut self) -> Option<Answer> {
+        let js = self.js.as_mut()?;
+        let front = js.answers.front()?;
+        if front.wait != 0 {
+            let ok = js.log.as_mut()?.outcome(front.wait)?;
+            if !ok {
+                let mut answer = js.answers.pop_front()?;
+                answer.body = std::mem::take(&mut answer.failed);
+                return Some(answer);
+            }
         }
+        js.answers.pop_front()
     }
 
     /// Expires stream messages past their `max_age` (called from the tick).
@@ -247,7 +328,7 @@ impl Worker {
 }
 
 /// A stream CREATE or UPDATE asking for file storage, answered as nats-server answers one
-/// when it has no file storage to give (10047): this server keeps no files yet, so a file
+/// when it has no file storage to give (10047), for a server without `--data-dir`: a file
 /// stream would be a memory stream that claims to survive a restart. `None` for anything
 /// else (including a body that does not parse: the API's own answer says why).
 fn refuse_file_storage(subject: &str, body: &[u8]) -> Option<Vec<u8>> {
@@ -269,6 +350,29 @@ fn refuse_file_storage(subject: &str, body: &[u8]) -> Option<Vec<u8>> {
         )
         .into_bytes(),
     )
+}
+
+/// What an operation gets when the log refused its records: a PubAck error for a
+/// publish, the API's error answer (with the answer type of its subject) for a request.
+fn failure_answer(kind: u32, sid: &[u8], subject: &[u8]) -> Vec<u8> {
+    use crate::js::api::types;
+    let error = insufficient_resources();
+    if kind == KIND_CAPTURE {
+        return crate::js::pub_ack(&String::from_utf8_lossy(sid), Err(error));
+    }
+    let tokens: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
+    let kind = match tokens.get(3..5) {
+        Some([b"CREATE", _]) => types::STREAM_CREATE,
+        Some([b"UPDATE", _]) => types::STREAM_UPDATE,
+        Some([b"DELETE", _]) => types::STREAM_DELETE,
+        Some([b"PURGE", _]) => types::STREAM_PURGE,
+        _ => types::MSG_DELETE,
+    };
+    format!(
+        "{{\"type\":\"{kind}\",\"error\":{{\"code\":{},\"err_code\":{},\"description\":\"{}\"}}}}",
+        error.code, error.err_code, error.description
+    )
+    .into_bytes()
 }
 
 /// The wall clock in unix nanoseconds (stream timestamps are wall-clock times, as

@@ -37,6 +37,7 @@ mod conn;
 mod fanout;
 mod info;
 pub(crate) mod js;
+mod js_log;
 pub(crate) mod lame_duck;
 mod links;
 mod session;

@@ -94,6 +94,12 @@ impl Engine {
         }
     }
 
+    /// `kill -9`s the process and waits for it to be gone.
+    pub fn kill(mut self) {
+        self.signal("KILL");
+        self.expect_exit();
+    }
+
     /// Waits for the process to exit.
     pub fn expect_exit(&mut self) -> std::process::ExitStatus {
         let status = self
@@ -114,4 +120,3 @@ impl Drop for Engine {
         }
     }
 }
-

@@ -97,6 +97,20 @@ pub fn try_start(config: Config) -> Option<TestServer> {
     })
 }
 
+/// A small deterministic generator (xorshift64): test inputs reproducible from a seed. The
+/// seed must not be 0.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
 /// The send path `ENGINE_TEST_IO` asks for, if any.
 pub fn test_io() -> Option<IoMode> {
     let v = std::env::var("ENGINE_TEST_IO").ok()?;
@@ -144,6 +158,14 @@ impl TestServer {
     /// Opens a connection and reads the server's INFO line (see [`Client::info_json`]).
     pub fn client(&self) -> Client {
         Client::connect(self.addr)
+    }
+
+    /// A client (headers on) subscribed to `_INBOX.t`, for [`Client::request_json`].
+    pub fn requester(&self) -> Client {
+        let mut c = self.client_with(CONNECT_HEADERS);
+        c.send(b"SUB _INBOX.t 1\r\nPING\r\n");
+        c.expect(b"PONG\r\n");
+        c
     }
 
     /// Opens a connection, reads INFO and sends `connect` followed by `PING`, and waits for
@@ -323,6 +345,36 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Publishes `body` (nothing for `Null`) on `subject` with the reply subject `_INBOX.t`,
+    /// and returns the JSON answer (for a client made by [`TestServer::requester`]).
+    pub fn request_json(&mut self, subject: &str, body: &serde_json::Value) -> serde_json::Value {
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        self.send(format!("PUB {subject} _INBOX.t {}\r\n{body}\r\n", body.len()).as_bytes());
+        let (to, payload) = self.read_msg();
+        assert_eq!(to, "_INBOX.t");
+        serde_json::from_slice(&payload).expect("a JSON answer")
+    }
+
+    /// Reads the next frame, which must be a `MSG`: its subject and payload.
+    pub fn read_msg(&mut self) -> (String, Vec<u8>) {
+        let line = String::from_utf8(self.read_line()).expect("a UTF-8 control line");
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            parts.first() == Some(&"MSG") && parts.len() >= 4,
+            "not a MSG: {line:?}"
+        );
+        let len: usize = parts[parts.len() - 1]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad size in {line:?}"));
+        let mut payload = self.read_len(len + 2);
+        payload.truncate(len);
+        (parts[1].to_string(), payload)
     }
 
     /// Reads exactly `len` bytes (more may stay buffered for the next call).
