@@ -12,6 +12,7 @@
 //! - [`limits`]: every cap, with its unit and why it has that value.
 //! - [`router`]: who owns a conversation: a local worker today, a remote node later.
 //! - [`chat`]: users, rooms, direct messages, presence and history on `$CHAT.` subjects.
+//! - [`jsc`]: JetStream consumers (pull, push, acks, redelivery) as an I/O-free state machine.
 //! - [`cli`]: the `engine` command line and its translation into a [`config::Config`].
 //! - [`config`]: the server's settings, with embedded defaults.
 //! - [`counters`]: per-worker counters, written by their worker only.
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod envelope;
+pub mod jsc;
 pub mod limits;
 #[cfg(all(test, engine_loom))]
 mod loom_models;
