@@ -309,3 +309,15 @@ pub const JS_API_NAMES_LIMIT: usize = 1024;
 
 /// Infos one `CONSUMER.LIST` page holds, as nats-server's `JSApiListLimit`.
 pub const JS_API_LIST_LIMIT: usize = 256;
+
+/// Messages one consumer operation delivers at most; the rest is due at once through the
+/// consumer's timeout, so a batch of a million, or a push consumer far behind its stream,
+/// never builds one unbounded list of effects, and other work on the worker gets a turn
+/// between slices. 256 keeps the per-call overhead (one timeout round per slice) well under
+/// a percent of the deliveries' own cost.
+pub const JS_MAX_DELIVERIES_PER_OP: usize = 256;
+
+/// Bytes (subject, ack subject, headers and payload) one consumer operation delivers at
+/// most, for the same reason: 4 MiB, four default-sized payloads, bounds the effect list of
+/// one call however large the messages.
+pub const JS_MAX_DELIVERY_BYTES_PER_OP: usize = 4 * 1024 * 1024;

@@ -188,6 +188,8 @@ pub struct Consumer {
     /// Push with `idle_heartbeat`: when the next one is due.
     next_heartbeat_ns: Option<u64>,
     flow: Option<Flow>,
+    /// Delivery stopped at the per-call cap: more is due at once (this time).
+    backlog_ns: Option<u64>,
 }
 
 /// Flow-control accounting of a push consumer (nats-server's `pbytes`/`maxpb`/`fcid`).
@@ -596,7 +598,11 @@ impl Consumer {
             .filter(|(seq, _)| !self.rdq_set.contains(seq))
             .map(|(_, p)| p.deadline_ns);
         let heartbeat = self.next_heartbeat_ns.filter(|_| self.deliver.is_some());
-        waits.chain(acks).chain(heartbeat).min()
+        waits
+            .chain(acks)
+            .chain(heartbeat)
+            .chain(self.backlog_ns)
+            .min()
     }
 
     /// Time has passed: expire pull requests (`408 Request Timeout`), send heartbeats,
@@ -656,6 +662,7 @@ impl Consumer {
             active: false,
             next_heartbeat_ns: (deliver.is_some() && hb > 0).then(|| created_ns.saturating_add(hb)),
             flow,
+            backlog_ns: None,
             cfg,
         }
     }
@@ -705,9 +712,27 @@ impl Consumer {
 
     /// Delivers while there is something to deliver and somewhere to deliver it
     /// (nats-server's `loopAndGatherMsgs`, one pass).
+    ///
+    /// One call delivers at most [`limits::JS_MAX_DELIVERIES_PER_OP`] messages and
+    /// [`limits::JS_MAX_DELIVERY_BYTES_PER_OP`] bytes; the rest is due at once
+    /// ([`Consumer::poll_timeout`] answers `now_ns`), so a large batch or a push consumer
+    /// behind a long stream never builds an unbounded effect list.
     fn pump<S: Source + ?Sized>(&mut self, now_ns: u64, src: &S, out: &mut Vec<Effect>) {
         let mut stall = Stall::Eof;
+        let (mut sent, mut bytes) = (0usize, 0usize);
+        self.backlog_ns = None;
+        if self.deliver.is_none() {
+            // Once per call, not per message: `now_ns` is the same for the whole call, so
+            // nothing expires in between (`next_waiting` skips what is already past).
+            self.process_waiting(now_ns, false, out);
+        }
         loop {
+            if sent >= limits::JS_MAX_DELIVERIES_PER_OP
+                || bytes >= limits::JS_MAX_DELIVERY_BYTES_PER_OP
+            {
+                self.backlog_ns = Some(now_ns);
+                return;
+            }
             if self.deliver.is_some() {
                 let closed = self
                     .flow
@@ -716,11 +741,8 @@ impl Consumer {
                 if !self.active || closed {
                     break;
                 }
-            } else {
-                self.process_waiting(now_ns, false, out);
-                if self.waiting.is_empty() {
-                    break;
-                }
+            } else if self.waiting.is_empty() {
+                break;
             }
             let pick = match self.pick(src, out) {
                 Ok(pick) => pick,
@@ -786,6 +808,8 @@ impl Consumer {
             if no_ack && self.retention != Retention::Limits {
                 out.push(Effect::Remove { seq });
             }
+            sent += 1;
+            bytes += size;
             if self.deliver.is_some() {
                 self.after_push(size as u64, out);
                 let hb = self.heartbeat_interval();

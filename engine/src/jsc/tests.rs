@@ -1062,3 +1062,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn one_operation_delivers_a_bounded_slice_and_the_rest_is_due_at_once() {
+    let cap = crate::limits::JS_MAX_DELIVERIES_PER_OP;
+    let n = cap as u64 * 2 + 10;
+    let mut h = H::new(stream_of(n), serde_json::json!({"ack_policy": "none"}));
+    h.next(&format!(r#"{{"batch": {n}, "expires": 60000000000}}"#));
+    assert_eq!(delivered(&h.out).len(), cap);
+    assert_eq!(h.c.poll_timeout(), Some(h.now));
+    h.until_due();
+    h.until_due();
+    assert_eq!(delivered(&h.out), (1..=n).collect::<Vec<_>>());
+    assert_eq!(
+        h.c.poll_timeout(),
+        None,
+        "the filled request is gone, nothing is due"
+    );
+
+    let s = Stream::filled("S", "s.x", 10, 1024 * 1024);
+    let cfg = serde_json::json!({"ack_policy": "none", "deliver_subject": "p.x"});
+    let mut h = H::new(s, cfg);
+    h.c.handle_interest(true, h.now, &h.s.src, &mut h.out);
+    assert_eq!(delivered(&h.out).len(), 4, "4 MiB per operation");
+}
