@@ -357,9 +357,9 @@ impl Consumer {
                 self.queue_redelivery(seq);
             }
         }
-        if old.filter_subject != cfg.filter_subject {
-            return refuse("filter subject can not be updated");
-        }
+        // nats-server 2.9 lets the filter change too (later messages are matched by the new
+        // one); the pending ones stay pending.
+        self.filter = parse_filter(&cfg)?;
         self.deliver = (!cfg.deliver_subject.is_empty()).then(|| arc(&cfg.deliver_subject));
         self.cfg = cfg;
         Ok(())

@@ -1086,3 +1086,37 @@ fn one_operation_delivers_a_bounded_slice_and_the_rest_is_due_at_once() {
     h.c.handle_interest(true, h.now, &h.s.src, &mut h.out);
     assert_eq!(delivered(&h.out).len(), 4, "4 MiB per operation");
 }
+
+#[test]
+fn updates_allowed_and_refused_as_nats_server() {
+    let cfg =
+        serde_json::json!({"durable_name": "D", "ack_policy": "none", "filter_subject": "s.odd"});
+    let mut h = H::new(stream_of(4), cfg);
+    h.next("1");
+    let ctx = h.s.ctx();
+    let update = |v: Value| serde_json::from_value::<ConsumerConfig>(v).unwrap();
+    let even = update(
+        serde_json::json!({"durable_name": "D", "ack_policy": "none", "filter_subject": "s.even"}),
+    );
+    h.c.update(&ctx, even).unwrap();
+    let refused = [
+        (
+            serde_json::json!({"durable_name": "D", "ack_policy": "none", "deliver_policy": "new"}),
+            "deliver policy can not be updated",
+        ),
+        (
+            serde_json::json!({"durable_name": "D", "ack_policy": "none", "max_waiting": 9}),
+            "max waiting can not be updated",
+        ),
+        (
+            serde_json::json!({"durable_name": "D", "ack_policy": "none", "deliver_subject": "p.x"}),
+            "max waiting can not be updated",
+        ),
+    ];
+    for (cfg, why) in refused {
+        let e = h.c.update(&ctx, update(cfg)).unwrap_err();
+        assert_eq!((e.err_code, e.description.as_str()), (10012, why));
+    }
+    h.next("5");
+    assert_eq!(delivered(&h.out), [1, 2, 4]);
+}
