@@ -26,8 +26,8 @@
 //! - [`server`]: runs the workers on an already-bound listener until shutdown.
 //!
 //! # Never
-//! The core modules (`ring`, `park`, `subject`, `sublist`, `limits`) import no mio and read
-//! no clock. Unsafe code lives only in `ring` and `uring`.
+//! The core modules (`ring`, `park`, `subject`, `sublist`, `limits`, `jsc`) import no mio
+//! and read no clock. Unsafe code lives only in `ring` and `uring`.
 #![deny(unsafe_code)]
 
 pub mod chat;

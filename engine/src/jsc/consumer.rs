@@ -8,7 +8,8 @@
 //! heartbeats, ack deadlines, push heartbeats), quinn-style.
 //!
 //! # Delivery
-//! Redeliveries go first, oldest expiry first; then, unless `max_ack_pending` messages are
+//! Redeliveries go first, in the order they became due (those whose ack wait passed in the
+//! same check by stream sequence); then, unless `max_ack_pending` messages are
 //! already pending, the next stored message the filter matches. A pull consumer delivers
 //! only to a waiting request (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`), the oldest
 //! first, rotating between requests; a push consumer delivers to its deliver subject while
