@@ -13,6 +13,7 @@
 //! - [`router`]: who owns a conversation: a local worker today, a remote node later.
 //! - [`chat`]: users, rooms, direct messages, presence and history on `$CHAT.` subjects.
 //! - [`js`]: JetStream's stream API and stream state machines, I/O-free (issue 11).
+//! - [`jsc`]: JetStream consumers (pull, push, acks, redelivery) as an I/O-free state machine.
 //! - [`cli`]: the `engine` command line and its translation into a [`config::Config`].
 //! - [`config`]: the server's settings, with embedded defaults.
 //! - [`counters`]: per-worker counters, written by their worker only.
@@ -28,8 +29,8 @@
 //! - [`server`]: runs the workers on an already-bound listener until shutdown.
 //!
 //! # Never
-//! The core modules (`ring`, `park`, `subject`, `sublist`, `limits`) import no mio and read
-//! no clock. Unsafe code lives only in `ring` and `uring`.
+//! The core modules (`ring`, `park`, `subject`, `sublist`, `limits`, `jsc`) import no mio
+//! and read no clock. Unsafe code lives only in `ring` and `uring`.
 #![deny(unsafe_code)]
 
 pub mod chat;
@@ -38,6 +39,7 @@ pub mod config;
 pub mod counters;
 pub mod envelope;
 pub mod js;
+pub mod jsc;
 pub mod limits;
 #[cfg(all(test, engine_loom))]
 mod loom_models;

@@ -264,10 +264,11 @@ pub const JS_LIST_PAGE_STREAMS: usize = 256;
 /// `JSMaxSubjectDetails`.
 pub const JS_INFO_PAGE_SUBJECTS: usize = 100_000;
 
-/// Longest stream name, in bytes, as nats-server's `JSMaxNameLen` (it names a directory).
+/// Longest stream or consumer name, in bytes, as nats-server's `JSMaxNameLen` (it names a
+/// directory, and a consumer's name is a subject token).
 pub const JS_MAX_NAME_BYTES: usize = 255;
 
-/// Longest stream description, in bytes, as nats-server's `JSMaxDescriptionLen`.
+/// Longest stream or consumer description, in bytes, as nats-server's `JSMaxDescriptionLen`.
 pub const JS_MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
 
 /// Largest header block a stream stores, in bytes: nats-server keeps the length in 16 bits.
@@ -314,3 +315,66 @@ pub const COMMIT_QUEUE_BATCHES: usize = 1024;
 /// records of 128 bytes, far more than a round between two fsyncs ever takes, and bounds
 /// what a slow disk makes the server hold per log.
 pub const COMMIT_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Default `ack_wait` of an acknowledged consumer, in nanoseconds: nats-server's
+/// `JsAckWaitDefault` (30 s), which clients rely on when they leave it out.
+pub const JS_DEFAULT_ACK_WAIT_NS: i64 = 30_000_000_000;
+
+/// Default `inactive_threshold` of an ephemeral consumer, in nanoseconds: nats-server's
+/// `JsDeleteWaitTimeDefault` (5 s), written back in the consumer's config.
+pub const JS_DEFAULT_INACTIVE_THRESHOLD_NS: i64 = 5_000_000_000;
+
+/// Smallest push `idle_heartbeat`, in nanoseconds, as nats-server (100 ms): anything
+/// faster is a timer storm, not a liveness signal.
+pub const JS_MIN_HEARTBEAT_NS: i64 = 100_000_000;
+
+/// Default `max_waiting` of a pull consumer, in requests: nats-server's
+/// `JSWaitQueueDefaultMax` (512).
+pub const JS_DEFAULT_MAX_WAITING: i64 = 512;
+
+/// Largest `max_waiting` a consumer may ask for, in requests. Each waiting request keeps its
+/// reply subject (up to a control line) and a few counters, so 4,096 is at most ~16 MiB per
+/// consumer even with the longest reply subjects, and far above what clients use (nats.py,
+/// async-nats and nats.js keep one or two requests outstanding per puller).
+pub const JS_MAX_WAITING: i64 = 4096;
+
+/// Default `max_ack_pending` of an acknowledged consumer, in messages: nats-server's
+/// `JsDefaultMaxAckPending` (1,000).
+pub const JS_DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+
+/// Largest `max_ack_pending`, in messages (and so the most entries a consumer's pending map
+/// holds: redeliveries reuse their entry). nats-server has no default limit; a bound is
+/// ours to pick: each entry is ~48 bytes in the map, so 20,000 is ~1 MiB per consumer, 20×
+/// nats-server's default, and the ack timer scans it in well under a millisecond. An
+/// unlimited (`-1`) or larger value is refused with nats-server's own "exceeds system
+/// limit" error (10121).
+pub const JS_MAX_ACK_PENDING: i64 = 20_000;
+
+/// Subjects a `last_per_subject` consumer may start from, in sequence numbers kept (8 bytes
+/// each, 800 KiB at most); a stream with more distinct subjects under the filter is refused
+/// at create rather than held in an unbounded skip list.
+pub const JS_MAX_LAST_PER_SUBJECT: usize = 100_000;
+
+/// Bytes a push consumer with flow control may have delivered and unconfirmed at most:
+/// nats-server's `JsFlowControlMaxPending` (32 MiB). Its window starts at a sixteenth of
+/// this (2 MiB), a flow-control request goes out past half the window, and every answer
+/// doubles the window up to this cap.
+pub const JS_FLOW_CONTROL_MAX_PENDING_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Names one `CONSUMER.NAMES` page holds, as nats-server's `JSApiNamesLimit`.
+pub const JS_API_NAMES_LIMIT: usize = 1024;
+
+/// Infos one `CONSUMER.LIST` page holds, as nats-server's `JSApiListLimit`.
+pub const JS_API_LIST_LIMIT: usize = 256;
+
+/// Messages one consumer operation delivers at most; the rest is due at once through the
+/// consumer's timeout, so a batch of a million, or a push consumer far behind its stream,
+/// never builds one unbounded list of effects, and other work on the worker gets a turn
+/// between slices. 256 keeps the per-call overhead (one timeout round per slice) well under
+/// a percent of the deliveries' own cost.
+pub const JS_MAX_DELIVERIES_PER_OP: usize = 256;
+
+/// Bytes (subject, ack subject, headers and payload) one consumer operation delivers at
+/// most, for the same reason: 4 MiB, four default-sized payloads, bounds the effect list of
+/// one call however large the messages.
+pub const JS_MAX_DELIVERY_BYTES_PER_OP: usize = 4 * 1024 * 1024;
