@@ -264,6 +264,11 @@ pub const JS_LIST_PAGE_STREAMS: usize = 256;
 /// `JSMaxSubjectDetails`.
 pub const JS_INFO_PAGE_SUBJECTS: usize = 100_000;
 
+/// Consumers one stream may have (a stream's `max_consumers` may ask for fewer): each holds
+/// its pending acknowledgements (up to `max_ack_pending`) and waiting pulls in the owner's
+/// memory, so their number is bounded like everything else a client can make the server keep.
+pub const JS_MAX_CONSUMERS_PER_STREAM: usize = 1024;
+
 /// Longest stream or consumer name, in bytes, as nats-server's `JSMaxNameLen` (it names a
 /// directory, and a consumer's name is a subject token).
 pub const JS_MAX_NAME_BYTES: usize = 255;

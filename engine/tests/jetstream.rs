@@ -179,22 +179,8 @@ fn a_deleted_stream_captures_nothing_more_and_its_subjects_can_be_reused() {
 #[test]
 fn async_nats_creates_publishes_and_reads_a_stream() {
     let server = jetstream(2);
-    let url = format!("nats://{}", server.addr());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async move {
-        use async_nats::jetstream::{self, stream};
-        let client = async_nats::connect(url).await.expect("connect");
-        let js = jetstream::new(client);
-        let mut s = js
-            .create_stream(stream::Config {
-                name: "EVENTS".into(),
-                subjects: vec!["events.>".into()],
-                storage: stream::StorageType::Memory,
-                max_messages: 100,
-                ..Default::default()
-            })
-            .await
-            .expect("create_stream");
+    run_js(&server, |js| async move {
+        let mut s = memory_stream_of(&js, "EVENTS", "events.>", 100).await;
         for i in 0..10u64 {
             let ack = js
                 .publish(format!("events.{i}"), format!("e{i}").into())
@@ -216,6 +202,39 @@ fn async_nats_creates_publishes_and_reads_a_stream() {
         let gone = js.get_stream("EVENTS").await;
         assert!(gone.is_err(), "stream still there after delete");
     });
+}
+
+/// Runs `test` on a tokio runtime with a JetStream context connected to `server`.
+fn run_js<F, Fut>(server: &TestServer, test: F)
+where
+    F: FnOnce(async_nats::jetstream::Context) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let url = format!("nats://{}", server.addr());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let client = async_nats::connect(url).await.expect("connect");
+        test(async_nats::jetstream::new(client)).await;
+    });
+}
+
+/// Creates memory stream `name` on `subject`, with `max_messages` (-1: unlimited).
+async fn memory_stream_of(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    subject: &str,
+    max_messages: i64,
+) -> async_nats::jetstream::stream::Stream {
+    use async_nats::jetstream::stream;
+    js.create_stream(stream::Config {
+        name: name.into(),
+        subjects: vec![subject.into()],
+        storage: stream::StorageType::Memory,
+        max_messages,
+        ..Default::default()
+    })
+    .await
+    .expect("create_stream")
 }
 
 fn decode_base64(text: &str) -> String {
@@ -243,4 +262,105 @@ fn ack_frame(stream: &str, seq: u64) -> Vec<u8> {
     let ack = format!("{{\"stream\":\"{stream}\", \"seq\":{seq}}}");
     let gap = if against_reference() { "  " } else { " " };
     format!("MSG _INBOX.t 1{gap}{}\r\n{ack}\r\n", ack.len()).into_bytes()
+}
+
+#[test]
+fn async_nats_pull_consumer_fetches_acks_and_gets_redeliveries_in_order() {
+    let server = jetstream(2);
+    run_js(&server, |js| async move {
+        use async_nats::jetstream::consumer;
+        use futures::StreamExt;
+        let s = memory_stream_of(&js, "WORK", "work.*", -1).await;
+        for i in 0..20u64 {
+            js.publish(format!("work.{}", i % 3), format!("job{i}").into())
+                .await
+                .expect("publish")
+                .await
+                .expect("ack");
+        }
+        let c = s
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("workers".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: std::time::Duration::from_millis(600),
+                ..Default::default()
+            })
+            .await
+            .expect("create_consumer");
+        // The first 12, in order; ack all but job3.
+        let mut got = Vec::new();
+        let mut batch = c.fetch().max_messages(12).messages().await.expect("fetch");
+        while let Some(m) = batch.next().await {
+            let m = m.expect("message");
+            let text = String::from_utf8(m.payload.to_vec()).unwrap();
+            if text != "job3" {
+                m.ack().await.expect("ack");
+            }
+            got.push(text);
+        }
+        let want: Vec<String> = (0..12).map(|i| format!("job{i}")).collect();
+        assert_eq!(got, want);
+        // The other 8, then job3 again once its ack wait is over.
+        let mut rest = Vec::new();
+        while rest.len() < 9 {
+            let mut batch = c
+                .fetch()
+                .max_messages(9 - rest.len())
+                .expires(std::time::Duration::from_secs(2))
+                .messages()
+                .await
+                .expect("fetch");
+            while let Some(m) = batch.next().await {
+                let m = m.expect("message");
+                let info = m.info().expect("ack subject").delivered;
+                m.ack().await.expect("ack");
+                rest.push((String::from_utf8(m.payload.to_vec()).unwrap(), info));
+            }
+        }
+        let mut want: Vec<(String, i64)> = (12..20).map(|i| (format!("job{i}"), 1)).collect();
+        want.push(("job3".into(), 2));
+        assert_eq!(rest, want);
+        let mut c = c;
+        let info = c.info().await.expect("consumer info");
+        assert_eq!(info.num_ack_pending, 0);
+        assert_eq!(info.delivered.stream_sequence, 20);
+    });
+}
+
+#[test]
+fn async_nats_push_consumer_delivers_every_message() {
+    let server = jetstream(2);
+    run_js(&server, |js| async move {
+        use async_nats::jetstream::consumer;
+        use futures::StreamExt;
+        let s = memory_stream_of(&js, "FEED", "feed.>", -1).await;
+        for i in 0..5u64 {
+            js.publish(format!("feed.{i}"), format!("f{i}").into())
+                .await
+                .expect("publish")
+                .await
+                .expect("ack");
+        }
+        let c: consumer::PushConsumer = s
+            .create_consumer(consumer::push::Config {
+                deliver_subject: "push.feed".into(),
+                durable_name: Some("pusher".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("create push consumer");
+        let mut messages = c.messages().await.expect("messages");
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next())
+                .await
+                .expect("a delivery in time")
+                .expect("stream open")
+                .expect("message");
+            m.ack().await.expect("ack");
+            got.push(String::from_utf8(m.payload.to_vec()).unwrap());
+        }
+        assert_eq!(got, ["f0", "f1", "f2", "f3", "f4"]);
+    });
 }

@@ -34,6 +34,7 @@
 pub mod api;
 pub mod headers;
 pub mod record;
+mod source;
 pub mod stream;
 
 #[cfg(test)]

@@ -36,15 +36,24 @@ const KIND_API: u32 = 0;
 /// Internal subscriber kind: a stream's subject (the sid is the stream's name).
 const KIND_CAPTURE: u32 = 1;
 
+/// Internal subscriber kind: the `$JS.ACK.>` subscription (consumers' acks).
+const KIND_ACK: u32 = 2;
+/// Internal subscriber kind: the `$JS.FC.>` subscription (push flow-control replies).
+const KIND_FLOW: u32 = 3;
+
 /// The subject every JetStream API request is published under.
 const API_PATTERN: &[u8] = b"$JS.API.>";
+/// The subjects of consumers' acks.
+const ACK_PATTERN: &[u8] = b"$JS.ACK.>";
+/// The subjects of push consumers' flow-control replies.
+const FLOW_PATTERN: &[u8] = b"$JS.FC.>";
 
 /// JetStream on its owner worker.
 #[derive(Debug)]
 pub(crate) struct JetStream {
     /// The owner's worker index.
     owner: u16,
-    streams: Streams,
+    pub(super) streams: Streams,
     /// What the last operation changed (reused; written to the log once it exists).
     records: Vec<Record>,
     /// The internal subscriptions on each stream's subjects, by stream name, with the
@@ -55,19 +64,37 @@ pub(crate) struct JetStream {
     answers: VecDeque<Answer>,
     /// The write-ahead log, with `--data-dir`.
     log: Option<JsLog>,
+    /// The streams' consumers.
+    pub(super) consumers: super::jsc::Consumers,
+    /// When this server started, unix ns (seeds ephemeral consumer names).
+    pub(super) started: i64,
     /// When the next stream message expires (unix ns), if any does.
     next_expiry: Option<i64>,
 }
 
-/// One answer waiting to be published.
+/// A message the owner publishes: an API answer, a PubAck, a consumer's delivery or status.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    /// The subject it is routed by (the reply subject of the request it answers).
+    pub to: Box<[u8]>,
+    /// The subject its MSG line shows, when not `to` (a delivery shows its stored subject).
+    pub subject: Option<Box<[u8]>>,
+    /// Its reply subject (a delivery's ack subject).
+    pub reply: Option<Box<[u8]>>,
+    /// Its header block, if any.
+    pub headers: Option<Vec<u8>>,
+    /// Its payload.
+    pub body: Vec<u8>,
+}
+
+/// One message waiting to be published.
 #[derive(Debug)]
 struct Answer {
-    to: Box<[u8]>,
-    body: Vec<u8>,
-    /// The log batch its operation is in (0: none).
+    out: Outgoing,
+    /// The log batch it waits for (0: none).
     wait: u64,
-    /// What to send instead if that batch fails.
-    failed: Vec<u8>,
+    /// What to send instead if that batch fails (`None`: nothing).
+    failed: Option<Vec<u8>>,
 }
 
 impl JetStream {
@@ -96,12 +123,20 @@ impl JetStream {
             captures: HashMap::new(),
             answers: VecDeque::new(),
             log,
+            consumers: Default::default(),
+            started: unix_nanos(),
             next_expiry: None,
         };
-        // A constant pattern: valid by construction.
-        if let Ok(pattern) = Pattern::parse(API_PATTERN) {
-            let sub = js.internal_sub(KIND_API, b"$JS.API", &pattern);
-            sublist.insert(&pattern, None, sub);
+        for (kind, pattern) in [
+            (KIND_API, API_PATTERN),
+            (KIND_ACK, ACK_PATTERN),
+            (KIND_FLOW, FLOW_PATTERN),
+        ] {
+            // Constant patterns: valid by construction.
+            if let Ok(pattern) = Pattern::parse(pattern) {
+                let sub = js.internal_sub(kind, pattern.as_bytes(), &pattern);
+                sublist.insert(&pattern, None, sub);
+            }
         }
         js.sync_captures(sublist);
         js.next_expiry = js.next_expiry();
@@ -160,12 +195,46 @@ impl JetStream {
     /// `wait` (0: none), with `failed` to send instead if that batch fails.
     fn queue(&mut self, to: Option<&[u8]>, body: Vec<u8>, wait: u64, failed: Vec<u8>) {
         if let Some(to) = to {
-            self.answers.push_back(Answer {
+            let out = Outgoing {
                 to: to.into(),
+                subject: None,
+                reply: None,
+                headers: None,
                 body,
-                wait,
-                failed,
-            });
+            };
+            let failed = (wait != 0).then_some(failed);
+            self.answers.push_back(Answer { out, wait, failed });
+        }
+    }
+
+    /// Queues a consumer's message behind everything the log holds so far: it goes once the
+    /// record of what it carries is durable (and not at all if that write fails).
+    pub(super) fn send(&mut self, out: Outgoing) {
+        let wait = self.log.as_ref().map_or(0, JsLog::latest_token);
+        self.answers.push_back(Answer {
+            out,
+            wait,
+            failed: None,
+        });
+    }
+
+    /// A consumer is done with `seq` of `stream` (interest and work-queue retention).
+    pub(super) fn remove_message(&mut self, stream: &str, seq: u64) {
+        let Some(s) = self.streams.stream_mut(stream) else {
+            return;
+        };
+        let mut changes = Vec::new();
+        if s.remove(seq, &mut changes) {
+            let records: Vec<Record> = changes
+                .into_iter()
+                .map(|change| Record::Stream {
+                    name: stream.to_owned(),
+                    change,
+                })
+                .collect();
+            if let Some(log) = &mut self.log {
+                log.log(&records);
+            }
         }
     }
 
@@ -192,7 +261,11 @@ impl Worker {
         };
         let now = unix_nanos();
         js.records.clear();
+        let mut stored = None;
         let answer = match sub.0.conn.gen {
+            KIND_API if view.subject.starts_with(b"$JS.API.CONSUMER.") => {
+                js.handle_consumer_api(view.subject, view.reply, view.payload, now)
+            }
             KIND_API => {
                 let Ok(subject) = std::str::from_utf8(view.subject) else {
                     return true;
@@ -210,6 +283,17 @@ impl Worker {
                 if !js.records.is_empty() {
                     js.sync_captures(&self.shared.sublist);
                     js.next_expiry = js.next_expiry();
+                    let deleted: Vec<String> = js
+                        .records
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::Delete { name } => Some(name.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    for name in deleted {
+                        js.drop_consumers(&name);
+                    }
                 }
                 answer
             }
@@ -236,7 +320,16 @@ impl Worker {
                 if let Some(at) = js.streams.stream(name).and_then(|s| s.next_expiry()) {
                     js.next_expiry = Some(js.next_expiry.map_or(at, |n| n.min(at)));
                 }
+                stored = Some(name);
                 ack
+            }
+            KIND_ACK => {
+                js.handle_ack(view.subject, view.reply, view.payload, now);
+                None
+            }
+            KIND_FLOW => {
+                js.handle_flow_control(view.subject, now);
+                None
             }
             _ => None,
         };
@@ -251,6 +344,11 @@ impl Worker {
                 failure_answer(sub.0.conn.gen, &sub.0.sid, view.subject)
             };
             js.queue(view.reply, body, wait, failed);
+        }
+        if let Some(name) = stored {
+            if !js.records.is_empty() {
+                js.consumers_stored(name, now);
+            }
         }
         true
     }
@@ -285,32 +383,42 @@ impl Worker {
             echo: true,
         };
         let mut scratch = std::mem::take(&mut self.scratch);
-        while let Some(answer) = self.next_js_answer() {
+        while let Some(out) = self.next_js_answer() {
             let view = MsgView {
-                subject: &answer.to,
-                reply: None,
-                headers: None,
-                payload: &answer.body,
+                subject: out.subject.as_deref().unwrap_or(&out.to),
+                reply: out.reply.as_deref(),
+                headers: out.headers.as_deref(),
+                payload: &out.body,
                 origin,
             };
-            fanout::publish(self, &view, &mut scratch);
+            // Routed by `to`, shown with the stored subject (a consumer's delivery).
+            scratch.clear();
+            self.shared.sublist.matches(&out.to, &mut scratch);
+            let mut owned = None;
+            fanout::fan_out(self, &scratch, &view, &mut owned, false);
         }
+        scratch.clear();
         self.scratch = scratch;
     }
 
-    /// The first answer, if it may go now (with its failure body if its batch failed).
-    fn next_js_answer(&mut self) -> Option<Answer> {
+    /// The first outgoing message, if it may go now (with its failure body if its batch
+    /// failed; a message with none is dropped then).
+    fn next_js_answer(&mut self) -> Option<Outgoing> {
         let js = self.js.as_mut()?;
-        let front = js.answers.front()?;
-        if front.wait != 0 {
-            let ok = js.log.as_mut()?.outcome(front.wait)?;
-            if !ok {
-                let mut answer = js.answers.pop_front()?;
-                answer.body = std::mem::take(&mut answer.failed);
-                return Some(answer);
+        loop {
+            let front = js.answers.front()?;
+            if front.wait != 0 {
+                let ok = js.log.as_mut()?.outcome(front.wait)?;
+                if !ok {
+                    let answer = js.answers.pop_front()?;
+                    match answer.failed {
+                        Some(body) => return Some(Outgoing { body, ..answer.out }),
+                        None => continue,
+                    }
+                }
             }
+            return js.answers.pop_front().map(|a| a.out);
         }
-        js.answers.pop_front()
     }
 
     /// Expires stream messages past their `max_age` (called from the tick).
@@ -324,6 +432,23 @@ impl Worker {
         }
         js.records.clear();
         js.next_expiry = js.streams.expire(now, &mut js.records);
+        if let Some(log) = &mut js.log {
+            log.log(&js.records);
+        }
+    }
+
+    /// Consumers' timers and push consumers' interest (called from the tick).
+    pub(super) fn tick_consumers(&mut self) {
+        let Some(js) = self.js.as_mut() else {
+            return;
+        };
+        let sublist = &self.shared.sublist;
+        js.consumers_tick(unix_nanos(), |subject| {
+            let mut sets = Vec::new();
+            sublist.matches(subject, &mut sets);
+            sets.iter()
+                .any(|s| !s.plain.is_empty() || !s.queues.is_empty())
+        });
     }
 }
 

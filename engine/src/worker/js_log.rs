@@ -150,6 +150,16 @@ impl JsLog {
         (self.batch.len() > before).then_some(self.next_token)
     }
 
+    /// The token of the latest records logged (0 before any): what a message that must not
+    /// leave before everything logged so far is durable waits for.
+    pub(super) fn latest_token(&self) -> u64 {
+        if self.batch.is_empty() {
+            self.next_token - 1
+        } else {
+            self.next_token
+        }
+    }
+
     /// Whether a publish to file stream `stream` must be refused now: the log cannot take
     /// more (its queue is full with this iteration's batch on top, or it refused records
     /// the streams still hold).

@@ -38,6 +38,7 @@ mod fanout;
 mod info;
 pub(crate) mod js;
 mod js_log;
+mod jsc;
 pub(crate) mod lame_duck;
 mod links;
 mod session;
@@ -570,6 +571,7 @@ impl Worker {
 
     fn on_tick(&mut self, now: Instant) {
         self.expire_streams();
+        self.tick_consumers();
         let cfg_interval = self.shared.config.ping_interval;
         let ping_max = self.shared.config.ping_max;
         if self.listener.is_some() {
