@@ -143,6 +143,72 @@ fn a_file_stream_comes_back_identical_after_a_restart_and_a_memory_stream_does_n
 }
 
 #[test]
+fn a_durable_consumer_keeps_its_acks_and_position_across_a_restart() {
+    let dir = DataDir::new("js-consumer");
+    let next = |c: &mut Client, batch: usize| -> Vec<(String, String)> {
+        let body = format!("{{\"batch\":{batch},\"expires\":2000000000}}");
+        c.send(
+            format!(
+                "PUB $JS.API.CONSUMER.MSG.NEXT.Q.D _INBOX.q {}\r\n{body}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        (0..batch)
+            .map(|_| {
+                let (_, reply, payload) = c.read_msg_with_reply();
+                (
+                    String::from_utf8(payload).unwrap(),
+                    reply.expect("an ack subject"),
+                )
+            })
+            .collect()
+    };
+    {
+        let server = durable(&dir);
+        let mut c = server.requester();
+        c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
+        c.expect(b"PONG\r\n");
+        c.request_json(
+            "$JS.API.STREAM.CREATE.Q",
+            &json!({"name": "Q", "subjects": ["q"]}),
+        );
+        for i in 0..10 {
+            c.send(format!("PUB q _INBOX.t 2\r\nm{i}\r\n").as_bytes());
+            c.read_msg();
+        }
+        let created = c.request_json(
+            "$JS.API.CONSUMER.DURABLE.CREATE.Q.D",
+            &json!({"stream_name": "Q", "config": {"durable_name": "D", "ack_policy": "explicit",
+                    "ack_wait": 60_000_000_000u64}}),
+        );
+        assert_eq!(created["name"], json!("D"), "{created}");
+        let got = next(&mut c, 4);
+        let texts: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(texts, ["m0", "m1", "m2", "m3"]);
+        // Ack all but m1; each ack sent as a request is confirmed once it is durable.
+        for (text, ack) in &got {
+            if text != "m1" {
+                c.send(format!("PUB {ack} _INBOX.t 4\r\n+ACK\r\n").as_bytes());
+                let (_, confirm) = c.read_msg();
+                assert!(confirm.is_empty());
+            }
+        }
+    }
+    let server = durable(&dir);
+    let mut c = server.requester();
+    c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    let info = c.request_json("$JS.API.CONSUMER.INFO.Q.D", &Value::Null);
+    assert_eq!(info["num_ack_pending"], json!(1), "{info}");
+    assert_eq!(info["delivered"]["stream_seq"], json!(4), "{info}");
+    assert_eq!(info["ack_floor"]["stream_seq"], json!(1), "{info}");
+    assert_eq!(info["num_pending"], json!(6), "{info}");
+    let texts: Vec<String> = next(&mut c, 6).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(texts, ["m4", "m5", "m6", "m7", "m8", "m9"]);
+}
+
+#[test]
 fn no_confirmed_message_is_lost_over_twenty_kill_9_cycles() {
     const CYCLES: usize = 20;
     const WINDOW: usize = 400;

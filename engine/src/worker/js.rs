@@ -63,11 +63,13 @@ pub(crate) struct JetStream {
     /// for is durable.
     answers: VecDeque<Answer>,
     /// The write-ahead log, with `--data-dir`.
-    log: Option<JsLog>,
+    pub(super) log: Option<JsLog>,
     /// The streams' consumers.
     pub(super) consumers: super::jsc::Consumers,
     /// When this server started, unix ns (seeds ephemeral consumer names).
     pub(super) started: i64,
+    /// The log token the current operation's consumer records are in (0: none).
+    pub(super) consumer_wait: u64,
     /// When the next stream message expires (unix ns), if any does.
     next_expiry: Option<i64>,
 }
@@ -125,8 +127,12 @@ impl JetStream {
             log,
             consumers: Default::default(),
             started: unix_nanos(),
+            consumer_wait: 0,
             next_expiry: None,
         };
+        if let Some(recovered) = js.log.as_mut().map(JsLog::take_recovered) {
+            js.restore_consumers(recovered);
+        }
         for (kind, pattern) in [
             (KIND_API, API_PATTERN),
             (KIND_ACK, ACK_PATTERN),
@@ -337,6 +343,7 @@ impl Worker {
             Some(log) if !js.records.is_empty() => log.log(&js.records).unwrap_or(0),
             _ => 0,
         };
+        let wait = wait.max(std::mem::take(&mut js.consumer_wait));
         if let Some(body) = answer {
             let failed = if wait == 0 {
                 Vec::new()
@@ -370,6 +377,8 @@ impl Worker {
             log.submit();
             log.poll();
             if log.reload(&mut js.streams) {
+                let recovered = log.take_recovered();
+                js.restore_consumers(recovered);
                 js.sync_captures(&self.shared.sublist);
                 js.next_expiry = js.next_expiry();
             }

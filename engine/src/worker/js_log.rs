@@ -25,14 +25,17 @@
 //! stream is answered `insufficient resources` without being stored, so memory cannot
 //! run ahead of the disk without bound.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::Shared;
 use crate::js::api::{ApiError, Storage};
+use crate::js::record::{ConsumerRecord, Entry};
 use crate::js::{record, Record, Streams};
+use crate::jsc::api::ConsumerConfig;
+use crate::jsc::State;
 use crate::limits;
 use crate::store::{Batch, Committed, Committer, FsyncPolicy, Log, Options, OsDir, SubmitError};
 
@@ -60,7 +63,13 @@ pub(super) struct JsLog {
     diverged: bool,
     /// Scratch for one record's encoding.
     scratch: Vec<u8>,
+    /// The durable consumers the last recovery found, for the owner to take.
+    recovered: Recovered,
 }
+
+/// Durable consumers read back from the log: by (stream, name), their configuration,
+/// creation time and state.
+pub(super) type Recovered = BTreeMap<(String, String), (ConsumerConfig, u64, State)>;
 
 impl std::fmt::Debug for JsLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,6 +121,7 @@ impl JsLog {
             file_streams: HashSet::new(),
             diverged: false,
             scratch: Vec::new(),
+            recovered: BTreeMap::new(),
         };
         log.recover(streams)?;
         Ok(log)
@@ -158,6 +168,31 @@ impl JsLog {
         } else {
             self.next_token
         }
+    }
+
+    /// The durable consumers the last recovery found (taken once).
+    pub(super) fn take_recovered(&mut self) -> Recovered {
+        std::mem::take(&mut self.recovered)
+    }
+
+    /// Adds a durable consumer's record to this iteration's batch if its stream is a file
+    /// stream (a memory stream's consumers are as transient as it is); returns its token.
+    pub(super) fn log_consumer(&mut self, record: &ConsumerRecord) -> Option<u64> {
+        let stream = match record {
+            ConsumerRecord::Upsert { stream, .. }
+            | ConsumerRecord::Delete { stream, .. }
+            | ConsumerRecord::Change { stream, .. } => stream,
+        };
+        if !self.file_streams.contains(stream) {
+            return None;
+        }
+        self.scratch.clear();
+        record::encode_consumer(record, &mut self.scratch);
+        if self.batch.push(&self.scratch).is_err() {
+            self.diverged = true;
+            return None;
+        }
+        Some(self.next_token)
     }
 
     /// Whether a publish to file stream `stream` must be refused now: the log cannot take
@@ -244,23 +279,50 @@ impl JsLog {
     fn recover(&mut self, streams: &mut Streams) -> io::Result<()> {
         let mut bad = None;
         let file_streams = &mut self.file_streams;
+        let consumers = &mut self.recovered;
+        consumers.clear();
         let (log, report) = Log::open(self.dir.clone(), Options::default(), |at, bytes| {
             if bad.is_some() {
                 return;
             }
-            match record::decode(bytes) {
-                Ok(r) => {
+            match record::decode_entry(bytes) {
+                Ok(Entry::Streams(r)) => {
                     match &r {
                         Record::Create { config, .. } => {
                             file_streams.insert(config.name.clone());
                         }
                         Record::Delete { name } => {
                             file_streams.remove(name);
+                            // A stream deleted (and maybe made again) takes its consumers.
+                            consumers.retain(|(stream, _), _| stream != name);
                         }
                         Record::Stream { .. } => {}
                     }
                     streams.apply(&r);
                 }
+                Ok(Entry::Consumer(r)) => match r {
+                    ConsumerRecord::Upsert {
+                        stream,
+                        name,
+                        config,
+                        created,
+                        state,
+                    } => {
+                        consumers.insert((stream, name), (*config, created, *state));
+                    }
+                    ConsumerRecord::Delete { stream, name } => {
+                        consumers.remove(&(stream, name));
+                    }
+                    ConsumerRecord::Change {
+                        stream,
+                        name,
+                        change,
+                    } => {
+                        if let Some((_, _, state)) = consumers.get_mut(&(stream, name)) {
+                            state.apply(&change);
+                        }
+                    }
+                },
                 Err(e) => bad = Some((at, e)),
             }
         })
@@ -281,6 +343,7 @@ impl JsLog {
             records = report.records,
             bytes = report.bytes,
             streams = streams.names().count(),
+            consumers = self.recovered.len(),
             "JetStream recovered"
         );
         if let Some(torn) = &report.torn {

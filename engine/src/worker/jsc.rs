@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use super::js::{JetStream, Outgoing};
+use super::js_log::Recovered;
 use crate::js::api::Retention as StreamRetention;
+use crate::js::record::ConsumerRecord;
 use crate::js::stream::Stream;
 use crate::jsc::api::{self as capi, ApiError, ResponseType};
 use crate::jsc::{Consumer, Effect, Retention, StreamCtx};
@@ -26,6 +28,59 @@ pub(super) struct Consumers {
 }
 
 impl JetStream {
+    /// Puts back the durable consumers recovery found (after the streams).
+    pub(super) fn restore_consumers(&mut self, recovered: Recovered) {
+        self.consumers.by_stream.clear();
+        for ((stream, name), (config, created, state)) in recovered {
+            let Some(s) = self.streams.stream(&stream) else {
+                continue;
+            };
+            let patterns = stream_patterns(s);
+            let ctx = stream_ctx(s, &patterns);
+            match Consumer::restore(&ctx, &name, config, created, state) {
+                Ok(c) => {
+                    self.consumers
+                        .by_stream
+                        .entry(stream)
+                        .or_default()
+                        .insert(name, c);
+                }
+                Err(e) => {
+                    tracing::error!(%stream, %name, error = %e, "a durable consumer could not be restored")
+                }
+            }
+        }
+        let counts: Vec<(String, u64)> = self
+            .consumers
+            .by_stream
+            .iter()
+            .map(|(s, cs)| (s.clone(), cs.len() as u64))
+            .collect();
+        for (stream, count) in counts {
+            if let Some(s) = self.streams.stream_mut(&stream) {
+                s.set_consumer_count(count);
+            }
+        }
+    }
+
+    /// Logs a durable consumer's record; the answer to the operation waits for it.
+    fn log_consumer(&mut self, record: ConsumerRecord) {
+        if let Some(token) = self.log.as_mut().and_then(|log| log.log_consumer(&record)) {
+            self.consumer_wait = token;
+        }
+    }
+
+    /// The consumer as a log record of its whole self.
+    fn upsert(stream: &str, c: &Consumer, src: &Stream) -> ConsumerRecord {
+        ConsumerRecord::Upsert {
+            stream: stream.to_owned(),
+            name: c.name().to_owned(),
+            config: Box::new(c.config().clone()),
+            created: u64::try_from(c.info(src).created).unwrap_or(0),
+            state: Box::new(c.state().clone()),
+        }
+    }
+
     /// A `$JS.API.CONSUMER.…` request; `None` where nats-server sends nothing.
     pub(super) fn handle_consumer_api(
         &mut self,
@@ -148,7 +203,7 @@ impl JetStream {
             for (_, mut c) in cs {
                 c.handle_delete(&mut effects);
             }
-            self.carry_out(stream, &mut effects);
+            self.carry_out(stream, None, &mut effects);
             self.consumers.effects = effects;
         }
     }
@@ -184,7 +239,13 @@ impl JetStream {
             .cloned();
         if let Some(existing) = name.as_deref().and_then(|n| consumers.get_mut(n)) {
             existing.update(&ctx, req.config)?;
-            return Ok(existing.info(stream));
+            let info = existing.info(stream);
+            let record = (!existing.config().durable_name.is_empty())
+                .then(|| JetStream::upsert(&cs.stream, existing, stream));
+            if let Some(record) = record {
+                self.log_consumer(record);
+            }
+            return Ok(info);
         }
         if consumers.len() >= limits::JS_MAX_CONSUMERS_PER_STREAM {
             return Err(ApiError::with(
@@ -201,10 +262,15 @@ impl JetStream {
         };
         let c = Consumer::create(&ctx, req.config, &ephemeral, now as u64, stream)?;
         let info = c.info(stream);
+        let record = (!c.config().durable_name.is_empty())
+            .then(|| JetStream::upsert(&cs.stream, &c, stream));
         consumers.insert(c.name().to_owned(), c);
         let count = consumers.len() as u64;
         if let Some(s) = self.streams.stream_mut(&cs.stream) {
             s.set_consumer_count(count);
+        }
+        if let Some(record) = record {
+            self.log_consumer(record);
         }
         // A new consumer may have messages to hand out at once (a waiting push subscriber).
         self.consumers_stored(&cs.stream, now);
@@ -226,7 +292,13 @@ impl JetStream {
         let count = cs.len() as u64;
         let mut effects = std::mem::take(&mut self.consumers.effects);
         c.handle_delete(&mut effects);
-        self.carry_out(stream, &mut effects);
+        self.carry_out(stream, None, &mut effects);
+        if !c.config().durable_name.is_empty() {
+            self.log_consumer(ConsumerRecord::Delete {
+                stream: stream.to_owned(),
+                name: name.to_owned(),
+            });
+        }
         self.consumers.effects = effects;
         if let Some(s) = self.streams.stream_mut(stream) {
             s.set_consumer_count(count);
@@ -315,12 +387,14 @@ impl JetStream {
         };
         let mut effects = std::mem::take(&mut self.consumers.effects);
         op(c, s, now.max(0) as u64, &mut effects);
-        self.carry_out(stream, &mut effects);
+        let durable = (!c.config().durable_name.is_empty()).then_some(name);
+        self.carry_out(stream, durable, &mut effects);
         self.consumers.effects = effects;
     }
 
-    /// Turns effects into outgoing messages (queued behind the log) and stream removals.
-    fn carry_out(&mut self, stream: &str, effects: &mut Vec<Effect>) {
+    /// Turns effects into outgoing messages (queued behind the log), stream removals and,
+    /// for durable consumer `durable`, log records of its state.
+    fn carry_out(&mut self, stream: &str, durable: Option<&str>, effects: &mut Vec<Effect>) {
         for effect in effects.drain(..) {
             match effect {
                 Effect::Deliver(d) => self.send(Outgoing {
@@ -345,9 +419,17 @@ impl JetStream {
                     body: Vec::new(),
                 }),
                 Effect::Remove { seq } => self.remove_message(stream, seq),
-                // Advisories are not published yet (docs/streams.md); the consumer state
-                // is kept in memory only for now.
-                Effect::MaxDeliveries { .. } | Effect::Persist(_) => {}
+                Effect::Persist(change) => {
+                    if let Some(name) = durable {
+                        self.log_consumer(ConsumerRecord::Change {
+                            stream: stream.to_owned(),
+                            name: name.to_owned(),
+                            change,
+                        });
+                    }
+                }
+                // Advisories are not published yet (docs/streams.md).
+                Effect::MaxDeliveries { .. } => {}
             }
         }
     }

@@ -363,18 +363,25 @@ impl Client {
 
     /// Reads the next frame, which must be a `MSG`: its subject and payload.
     pub fn read_msg(&mut self) -> (String, Vec<u8>) {
+        let (subject, _, payload) = self.read_msg_with_reply();
+        (subject, payload)
+    }
+
+    /// Reads the next frame, which must be a `MSG`: its subject, reply subject and payload.
+    pub fn read_msg_with_reply(&mut self) -> (String, Option<String>, Vec<u8>) {
         let line = String::from_utf8(self.read_line()).expect("a UTF-8 control line");
         let parts: Vec<&str> = line.split_whitespace().collect();
         assert!(
-            parts.first() == Some(&"MSG") && parts.len() >= 4,
+            parts.first() == Some(&"MSG") && (4..=5).contains(&parts.len()),
             "not a MSG: {line:?}"
         );
         let len: usize = parts[parts.len() - 1]
             .parse()
             .unwrap_or_else(|_| panic!("bad size in {line:?}"));
+        let reply = (parts.len() == 5).then(|| parts[3].to_string());
         let mut payload = self.read_len(len + 2);
         payload.truncate(len);
-        (parts[1].to_string(), payload)
+        (parts[1].to_string(), reply, payload)
     }
 
     /// Reads exactly `len` bytes (more may stay buffered for the next call).
