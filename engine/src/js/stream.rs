@@ -96,6 +96,32 @@ pub enum Change {
     },
     /// The config was updated (already validated); new limits are enforced as it is applied.
     Config(Box<StreamConfig>),
+    /// The message just appended as `seq` took the account past its limit and was taken
+    /// back, as nats-server does after storing (`processJetStreamMsg`): it is removed (its
+    /// sequence stays used, and what its append evicted stays evicted), its `Nats-Msg-Id` is
+    /// forgotten and the last msg id is the one before it again.
+    Withdraw {
+        /// Its sequence.
+        seq: u64,
+    },
+}
+
+/// The bound a publish is checked against: what the streams of the same storage other than
+/// this one keep, and the most all of them may keep (the server's [`crate::js::JsLimits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes the other streams of this storage keep.
+    pub others: u64,
+    /// Most bytes all streams of this storage may keep.
+    pub max: u64,
+}
+
+impl Budget {
+    /// No bound.
+    pub const UNLIMITED: Budget = Budget {
+        others: 0,
+        max: u64::MAX,
+    };
 }
 
 /// What a successful publish gives back, for the PubAck.
@@ -142,6 +168,8 @@ pub struct Stream {
     dedupe_order: VecDeque<(i64, String)>,
     /// The `Nats-Msg-Id` of the last stored message ("" if it had none).
     last_msg_id: String,
+    /// The one before it, which a [`Change::Withdraw`] restores.
+    previous_msg_id: String,
     consumer_count: u64,
 }
 
@@ -161,6 +189,7 @@ impl Stream {
             dedupe: HashMap::new(),
             dedupe_order: VecDeque::new(),
             last_msg_id: String::new(),
+            previous_msg_id: String::new(),
             consumer_count: 0,
         }
     }
@@ -191,7 +220,8 @@ impl Stream {
     }
 
     /// Stores a message published to `subject` (one of the stream's), after nats-server's
-    /// checks, and expires what `max_age` says is too old at `now`.
+    /// checks, and expires what `max_age` says is too old at `now`; no server-wide bound
+    /// (see [`Stream::publish_within`]).
     ///
     /// # Errors
     /// The API error nats-server puts in the PubAck; nothing is changed then.
@@ -201,6 +231,27 @@ impl Stream {
         hdrs: &[u8],
         payload: &[u8],
         now: i64,
+        out: &mut Vec<Change>,
+    ) -> Result<Published, ApiError> {
+        self.publish_within(subject, hdrs, payload, now, Budget::UNLIMITED, out)
+    }
+
+    /// [`Stream::publish`] within `budget`, checked as nats-server 2.9.10 checks a server
+    /// and an account with equal limits: already past the limit before the message →
+    /// [`api::INSUFFICIENT_RESOURCES`], nothing stored; past it once the message is stored
+    /// (after discard old made room) → the message is taken back ([`Change::Withdraw`]) and
+    /// [`api::ACCOUNT_RESOURCES_EXCEEDED`].
+    ///
+    /// # Errors
+    /// The API error nats-server puts in the PubAck; nothing is changed then, except for
+    /// [`api::ACCOUNT_RESOURCES_EXCEEDED`], after which the sequence stays used.
+    pub fn publish_within(
+        &mut self,
+        subject: &str,
+        hdrs: &[u8],
+        payload: &[u8],
+        now: i64,
+        budget: Budget,
         out: &mut Vec<Change>,
     ) -> Result<Published, ApiError> {
         self.expire_into(now, out);
@@ -266,6 +317,10 @@ impl Stream {
         if hdrs.len() > limits::JS_MAX_HEADER_BYTES {
             return Err(api::HEADER_TOO_BIG);
         }
+        let over = |bytes: u64| budget.others.saturating_add(bytes) > budget.max;
+        if over(self.bytes) {
+            return Err(api::INSUFFICIENT_RESOURCES);
+        }
         let seq = self.last_seq + 1;
         if self.config.retention == Retention::Interest && self.consumer_count == 0 {
             self.record(
@@ -293,6 +348,10 @@ impl Stream {
             },
             out,
         );
+        if over(self.bytes) {
+            self.record(Change::Withdraw { seq }, out);
+            return Err(api::ACCOUNT_RESOURCES_EXCEEDED);
+        }
         match rollup {
             Some(Rollup::Subject) => self.record(
                 Change::Purge(PurgeRequest {
@@ -391,10 +450,20 @@ impl Stream {
         self.msgs.get(&seq)
     }
 
-    /// The last message stored on exactly `subject`.
-    pub fn last_by_subject(&self, subject: &str) -> Option<&StoredMsg> {
-        let seq = self.subjects.get(subject)?.last()?;
-        self.msgs.get(seq)
+    /// The last message whose subject matches `filter` (a literal subject, or a pattern
+    /// as nats-server's `LoadLastMsg` takes it).
+    pub fn last_by_subject(&self, filter: &str) -> Option<&StoredMsg> {
+        let f = Filter::new(filter);
+        let seq = if f.pattern.is_none() {
+            self.subjects.get(filter)?.last().copied()?
+        } else {
+            self.subjects
+                .iter()
+                .filter(|(subject, _)| f.matches(subject))
+                .filter_map(|(_, seqs)| seqs.last().copied())
+                .max()?
+        };
+        self.msgs.get(&seq)
     }
 
     /// The first message at or after `from` whose subject matches `filter`.
@@ -517,6 +586,17 @@ impl Stream {
                     self.remove_msg(seq);
                 }
             }
+            Change::Withdraw { seq } => {
+                if self
+                    .dedupe
+                    .get(&self.last_msg_id)
+                    .is_some_and(|&(s, _)| s == *seq)
+                {
+                    self.dedupe.remove(&self.last_msg_id);
+                }
+                self.last_msg_id = std::mem::take(&mut self.previous_msg_id);
+                self.remove_msg(*seq);
+            }
             Change::Config(config) => {
                 self.config = (**config).clone();
                 let subjects: Vec<Arc<str>> = self.subjects.keys().cloned().collect();
@@ -595,7 +675,7 @@ impl Stream {
                 }
             }
         }
-        self.last_msg_id = msg_id.to_owned();
+        self.previous_msg_id = std::mem::replace(&mut self.last_msg_id, msg_id.to_owned());
         if !msg_id.is_empty() {
             self.dedupe.insert(msg_id.to_owned(), (seq, time));
             self.dedupe_order.push_back((time, msg_id.to_owned()));
@@ -775,6 +855,10 @@ impl Change {
                 out.push(TAG_CONFIG);
                 put_bytes(out, &api::to_go_json(config));
             }
+            Change::Withdraw { seq } => {
+                out.push(TAG_WITHDRAW);
+                put_varint(out, *seq);
+            }
         }
     }
 
@@ -811,6 +895,7 @@ impl Change {
             TAG_CONFIG => Change::Config(Box::new(
                 serde_json::from_slice(r.bytes()?).map_err(|_| DecodeError::Field)?,
             )),
+            TAG_WITHDRAW => Change::Withdraw { seq: r.varint()? },
             other => return Err(DecodeError::Tag(other)),
         };
         if !r.0.is_empty() {
@@ -1213,6 +1298,7 @@ const TAG_DELETE: u8 = 3;
 const TAG_PURGE: u8 = 4;
 const TAG_EXPIRE: u8 = 5;
 const TAG_CONFIG: u8 = 6;
+const TAG_WITHDRAW: u8 = 7;
 
 #[cfg(test)]
 mod tests {
@@ -1610,7 +1696,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn replaying_changes_rebuilds_the_same_state(ops in proptest::collection::vec(op(), 0..60), discard_new in any::<bool>(), memory in any::<bool>()) {
+        fn replaying_changes_rebuilds_the_same_state(ops in proptest::collection::vec(op(), 0..60), discard_new in any::<bool>(), memory in any::<bool>(), max in prop_oneof![Just(u64::MAX), 100u64..500]) {
             let discard = if discard_new { "new" } else { "old" };
             let storage = if memory { "memory" } else { "file" };
             let json = format!(r#"{{"name":"P","subjects":["p.*"],"max_bytes":400,"max_age":5000000000,"duplicate_window":2000000000,"discard":"{discard}","storage":"{storage}"}}"#);
@@ -1626,7 +1712,8 @@ mod tests {
                         if let Some(id) = id { hdrs.push_str(&format!("Nats-Msg-Id: {id}\r\n")); }
                         if let Some(seq) = expect_last { hdrs.push_str(&format!("Nats-Expected-Last-Sequence: {seq}\r\n")); }
                         let block = if hdrs.is_empty() { Vec::new() } else { format!("NATS/1.0\r\n{hdrs}\r\n").into_bytes() };
-                        let _ = live.publish(&format!("p.{subject}"), &block, &vec![b'x'; size as usize], now, &mut log);
+                        let budget = Budget { others: 50, max };
+                        let _ = live.publish_within(&format!("p.{subject}"), &block, &vec![b'x'; size as usize], now, budget, &mut log);
                     }
                     Op::Delete(seq) => { let _ = live.delete(seq, &mut log); }
                     Op::Purge { filter, seq, keep } => {
