@@ -67,6 +67,7 @@ pub mod stream;
 mod fixtures;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use serde::Serialize;
 
@@ -204,6 +205,8 @@ pub struct Streams {
     used: PerStorage<u64>,
     /// nats-server's server-wide reservation counters (`memReserved`, `storeReserved`).
     reserved: PerStorage<i64>,
+    /// A publish's changes, empty between calls: kept so that a publish allocates no list.
+    scratch: Vec<Change>,
 }
 
 impl Streams {
@@ -280,13 +283,17 @@ impl Streams {
         out: &mut Vec<Record>,
     ) -> Option<Vec<u8>> {
         let limits = self.limits;
-        let mut stream = self.stream_mut(name)?;
+        let mut changes = std::mem::take(&mut self.scratch);
+        let Some(mut stream) = self.stream_mut(name) else {
+            self.scratch = changes;
+            return None;
+        };
         let budget = stream.budget(&limits);
-        let mut changes = Vec::new();
         let result = stream.publish_within(subject, headers, payload, now, budget, &mut changes);
         let no_ack = stream.config().no_ack;
         drop(stream);
-        push_changes(out, name, changes);
+        push_changes(out, name, &mut changes);
+        self.scratch = changes;
         if no_ack {
             return None;
         }
@@ -304,7 +311,7 @@ impl Streams {
             }
             let used = self.used.of_mut(stream.config().storage);
             *used = used.saturating_sub(before) + stream.bytes();
-            push_changes(out, name, changes);
+            push_changes(out, name, &mut changes);
         }
         next
     }
@@ -706,7 +713,7 @@ impl Streams {
         stream.update(config, &mut changes);
         let info = stream.info();
         drop(stream);
-        push_changes(out, name, changes);
+        push_changes(out, name, &mut changes);
         Ok(Some(info))
     }
 
@@ -775,7 +782,7 @@ impl Streams {
         let mut changes = Vec::new();
         let purged = stream.purge(&req, &mut changes)?;
         drop(stream);
-        push_changes(out, name, changes);
+        push_changes(out, name, &mut changes);
         Ok(PurgeBody {
             success: true,
             purged,
@@ -871,7 +878,7 @@ impl Streams {
         let mut changes = Vec::new();
         let result = stream.delete(req.seq, &mut changes);
         drop(stream);
-        push_changes(out, name, changes);
+        push_changes(out, name, &mut changes);
         result.map(|()| Success { success: true })
     }
 
@@ -894,12 +901,23 @@ impl Streams {
 /// `{"stream":"S", "seq":1}`, `{"stream":"S", "seq":1,"duplicate": true}`, or
 /// `{"error":{…},"stream":"S","seq":0}`.
 pub fn pub_ack(stream: &str, result: Result<Published, ApiError>) -> Vec<u8> {
-    let quoted = api::to_go_json(&stream);
     match result {
         Ok(p) => {
-            let mut out = b"{\"stream\":".to_vec();
-            out.extend_from_slice(&quoted);
-            out.extend_from_slice(format!(", \"seq\":{}", p.seq).as_bytes());
+            let mut out = Vec::with_capacity(stream.len() + 48);
+            out.extend_from_slice(b"{\"stream\":");
+            // A plain name needs no escaping; serde handles the rest as Go does.
+            if stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                out.push(b'"');
+                out.extend_from_slice(stream.as_bytes());
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(&api::to_go_json(&stream));
+            }
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, ", \"seq\":{}", p.seq);
             if p.duplicate {
                 out.extend_from_slice(b",\"duplicate\": true");
             }
@@ -922,8 +940,8 @@ pub fn pub_ack(stream: &str, result: Result<Published, ApiError>) -> Vec<u8> {
     }
 }
 
-fn push_changes(out: &mut Vec<Record>, name: &str, changes: Vec<Change>) {
-    out.extend(changes.into_iter().map(|change| Record::Stream {
+fn push_changes(out: &mut Vec<Record>, name: &str, changes: &mut Vec<Change>) {
+    out.extend(changes.drain(..).map(|change| Record::Stream {
         name: name.to_owned(),
         change,
     }));

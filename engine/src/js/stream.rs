@@ -28,7 +28,9 @@
 //! keeps them like `limits`. The consumer layer removes acknowledged messages through
 //! [`Stream::remove`], which records a [`Change::Delete`] like any other removal.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use super::api::{
@@ -157,14 +159,14 @@ pub struct Stream {
     created: i64,
     msgs: BTreeMap<u64, StoredMsg>,
     /// Sequences per subject, oldest first.
-    subjects: HashMap<Arc<str>, BTreeSet<u64>>,
+    subjects: HashMap<Arc<str>, BTreeSet<u64>, KeyedState>,
     bytes: u64,
     first_seq: u64,
     first_ts: Option<i64>,
     last_seq: u64,
     last_ts: Option<i64>,
     /// `Nats-Msg-Id` → (sequence, time), and the ids in the order they were stored.
-    dedupe: HashMap<String, (u64, i64)>,
+    dedupe: HashMap<String, (u64, i64), KeyedState>,
     dedupe_order: VecDeque<(i64, String)>,
     /// The `Nats-Msg-Id` of the last stored message ("" if it had none).
     last_msg_id: String,
@@ -180,13 +182,13 @@ impl Stream {
             config,
             created,
             msgs: BTreeMap::new(),
-            subjects: HashMap::new(),
+            subjects: HashMap::default(),
             bytes: 0,
             first_seq: 0,
             first_ts: None,
             last_seq: 0,
             last_ts: None,
-            dedupe: HashMap::new(),
+            dedupe: HashMap::default(),
             dedupe_order: VecDeque::new(),
             last_msg_id: String::new(),
             previous_msg_id: String::new(),
@@ -261,8 +263,8 @@ impl Stream {
         let mut msg_id = "";
         let mut rollup = None;
         if !hdrs.is_empty() {
-            let h = headers::Headers::parse(hdrs).ok();
-            let get = |name: &str| h.as_ref().and_then(|h| h.get(name));
+            let h = JsHeaders::scan(hdrs);
+            let get = |name: &str| h.get(name);
             if let Some(name) = get(EXPECTED_STREAM) {
                 if !name.is_empty() && name != self.config.name.as_bytes() {
                     return Err(api::STREAM_NOT_MATCH);
@@ -541,7 +543,11 @@ impl Stream {
                 msg_id,
             } => {
                 self.note_msg_id(msg_id, *seq, *time);
-                let subject: Arc<str> = Arc::from(subject.as_str());
+                // A subject already kept shares its name with the new message.
+                let subject: Arc<str> = match self.subjects.get_key_value(subject.as_str()) {
+                    Some((name, _)) => Arc::clone(name),
+                    None => Arc::from(subject.as_str()),
+                };
                 self.bytes += self.stored_size(&subject, headers, payload);
                 if self.msgs.is_empty() {
                     self.first_seq = *seq;
@@ -1209,6 +1215,94 @@ enum Rollup {
     All,
 }
 
+/// The hash of the maps keyed by a client's bytes (subjects, `Nats-Msg-Id`s): keyed per
+/// stream from std's random keys, so a client cannot aim its keys at one bucket, and eight
+/// bytes per multiply.
+///
+/// NB: std's SipHash was 11 % of a publish with `Nats-Msg-Id` (two lookups of the id, one
+/// of the subject); results/criterion.md, "JetStream publish".
+#[derive(Debug, Clone)]
+struct KeyedState(u64);
+
+impl Default for KeyedState {
+    fn default() -> KeyedState {
+        KeyedState(RandomState::new().hash_one(0u64) | 1)
+    }
+}
+
+impl BuildHasher for KeyedState {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher(self.0)
+    }
+}
+
+/// See [`KeyedState`]: each eight-byte word is mixed in with a folded 128-bit multiply
+/// (foldhash's step).
+struct KeyedHasher(u64);
+
+impl Hasher for KeyedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(word) ^ (rest.len() as u64) << 59);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl KeyedHasher {
+    fn mix(&mut self, word: u64) {
+        let product = u128::from(self.0 ^ word) * u128::from(HASH_MULTIPLIER);
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+/// The first value of each header a publish checks, found in one pass over the block.
+///
+/// NB: six `Headers::get` calls scanned the block six times; one pass is what the
+/// `streams/publish/dedupe` benchmark asked for (results/criterion.md, "JetStream publish").
+#[derive(Default)]
+struct JsHeaders<'a> {
+    values: [Option<&'a [u8]>; JS_HEADERS.len()],
+}
+
+impl<'a> JsHeaders<'a> {
+    /// The headers of `block`; none at all if its version line is not `NATS/1.0`.
+    fn scan(block: &'a [u8]) -> JsHeaders<'a> {
+        let mut found = JsHeaders::default();
+        let Ok(h) = headers::Headers::parse(block) else {
+            return found;
+        };
+        for (name, value) in h.iter() {
+            if let Some(i) = JS_HEADERS.iter().position(|n| n.as_bytes() == name) {
+                found.values[i].get_or_insert(value);
+            }
+        }
+        found
+    }
+
+    /// The first value of `name` (one of [`JS_HEADERS`]).
+    fn get(&self, name: &str) -> Option<&'a [u8]> {
+        let i = JS_HEADERS.iter().position(|n| *n == name)?;
+        self.values[i]
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -1284,6 +1378,18 @@ const EXPECTED_LAST_SEQ: &str = "Nats-Expected-Last-Sequence";
 const EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 const ROLLUP: &str = "Nats-Rollup";
+/// Every header a publish checks.
+const JS_HEADERS: [&str; 6] = [
+    EXPECTED_STREAM,
+    MSG_ID,
+    EXPECTED_LAST_SEQ,
+    EXPECTED_LAST_SUBJECT_SEQ,
+    EXPECTED_LAST_MSG_ID,
+    ROLLUP,
+];
+
+/// An odd constant (digits of pi) for [`KeyedHasher`].
+const HASH_MULTIPLIER: u64 = 0x243f_6a88_85a3_08d3;
 
 /// `fileStoreMsgSize`'s record head: length (4), sequence (8), time (8), subject length (2).
 const FILE_RECORD_HEAD_BYTES: u64 = 22;
