@@ -13,15 +13,32 @@ timestamps replaced by a placeholder (nats-server stamps them with its own clock
 How to run it (needs nats-server 2.9.x on PATH, e.g. `apt-get install -y nats-server`):
 
     python3 scripts/js-capture.py > engine/src/js/testdata/capture.json
+    python3 scripts/js-capture.py --scenario limits > engine/src/js/testdata/capture-limits.json
+    python3 scripts/js-capture.py --scenario server-limits > engine/src/js/testdata/capture-server-limits.json
+    python3 scripts/js-capture.py --scenario direct > engine/src/js/testdata/capture-direct.json
 
-It starts `nats-server -js -a 127.0.0.1 -p <free port> -sd <temp dir>` itself, speaks raw
-protocol over one TCP socket (CONNECT with headers, one `_INBOX.cap.*` subscription, one
-HPUB per step with a unique reply subject), and stops the server when done.
+Scenarios:
+- `api` (the default): the stream API and PubAcks on `nats-server -js` with no limits.
+- `limits`: resource bounds. The server runs with `jetstream { max_memory_store: 10 KiB,
+  max_file_store: 10 KiB }` and one account `A` whose JetStream limits are the same (plus
+  `max_streams: 3`), which is how a nats-server operator bounds a single account; the engine,
+  with one account, reproduces this one.
+- `server-limits`: the same server limits with no account limits (the global account): what
+  nats-server reports and refuses then. Recorded for docs/streams.md, not replayed.
+- `direct`: `$JS.API.DIRECT.GET.<stream>[.<subject>]` on a stream with `allow_direct`.
+
+It starts `nats-server -a 127.0.0.1 -p <free port>` with `-js -sd <temp dir>` or with a config
+file in a temp dir, speaks raw protocol over one TCP socket (CONNECT with headers and
+no_responders, one `_INBOX.cap.*` subscription, one HPUB per step with a unique reply
+subject), and stops the server when done.
 
 Output: a JSON array of steps, each {"subject", "headers" (list of [name, value] or null),
 "body" (request payload as text), "reply" (reply payload as text, or null if none came within
-the timeout)}.
+the timeout)}. The `limits`, `server-limits` and `direct` scenarios add "reply_headers": the
+reply's header block as text (null for a reply without headers), since direct gets and
+status messages (`NATS/1.0 404 Message Not Found`, no responders' `503`) answer in headers.
 """
+import argparse
 import json
 import os
 import shutil
@@ -43,7 +60,7 @@ def free_port():
 
 
 class Client:
-    def __init__(self, port):
+    def __init__(self, port, user=None):
         for _ in range(100):
             try:
                 self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
@@ -52,8 +69,11 @@ class Client:
                 time.sleep(0.05)
         self.buf = b""
         self.read_line()  # INFO
+        connect = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True}
+        if user is not None:
+            connect["user"], connect["pass"] = user, user
         self.sock.sendall(
-            b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n'
+            b"CONNECT " + json.dumps(connect, separators=(",", ":")).encode() + b"\r\n"
             b"SUB _INBOX.cap.* 1\r\nPING\r\n"
         )
         while self.read_line() != b"PONG":
@@ -79,6 +99,12 @@ class Client:
         return data
 
     def request(self, subject, body=b"", headers=None):
+        """The reply's payload, or None."""
+        got = self.request_full(subject, body, headers)
+        return None if got is None else got[1]
+
+    def request_full(self, subject, body=b"", headers=None):
+        """The reply's (header block or None, payload), or None."""
         self.n += 1
         reply = "_INBOX.cap.%d" % self.n
         if headers is None:
@@ -101,13 +127,14 @@ class Client:
                 self.sock.sendall(b"PONG\r\n")
                 continue
             if parts[0] == b"MSG":
-                data = self.read_exact(int(parts[-1]))
+                hdr, data = None, self.read_exact(int(parts[-1]))
             elif parts[0] == b"HMSG":
-                data = self.read_exact(int(parts[-1]))[int(parts[-2]) :]
+                raw = self.read_exact(int(parts[-1]))
+                hdr, data = raw[: int(parts[-2])].decode(), raw[int(parts[-2]) :]
             else:
                 continue
             if parts[1].decode() == reply:
-                return data.decode()
+                return hdr, data.decode()
         return None
 
 
@@ -249,20 +276,175 @@ def steps():
     yield "$JS.API.INFO", "", None
 
 
+# The limits scenarios' bounds: small enough that a dozen 1 kB publishes cross them (and the
+# fixture stays small).
+LIMIT_BYTES = 10 * 1024
+LIMIT_STREAMS = 3
+
+
+def too_big_steps():
+    """The opening both limits scenarios share: account info, then `max_bytes` over the bound."""
+    cfg = lambda **kw: json.dumps(kw)
+    yield "$JS.API.INFO", "", None
+    yield "$JS.API.STREAM.CREATE.MB", cfg(name="MB", storage="memory", max_bytes=2 * LIMIT_BYTES), None
+    yield "$JS.API.STREAM.CREATE.FB", cfg(name="FB", max_bytes=2 * LIMIT_BYTES), None
+
+
+def limits_steps():
+    """Resource bounds: reservations by `max_bytes`, the stream count, publishes past the total."""
+    cfg = lambda **kw: json.dumps(kw)
+    S = "$JS.API.STREAM."
+    big = "x" * 1000
+    yield from too_big_steps()
+    yield S + "CREATE.M", cfg(name="M", storage="memory", max_bytes=6000), None
+    yield S + "CREATE.M", cfg(name="M", storage="memory", max_bytes=6000), None
+    yield S + "CREATE.M2", cfg(name="M2", storage="memory", max_bytes=6000), None
+    yield S + "CREATE.M2", cfg(name="M2", storage="memory", max_bytes=LIMIT_BYTES - 6000), None
+    yield S + "CREATE.M3", cfg(name="M3", storage="memory", max_bytes=1), None
+    yield S + "CREATE.F", cfg(name="F", max_bytes=LIMIT_BYTES), None
+    yield "$JS.API.INFO", "", None
+    yield S + "UPDATE.M2", cfg(name="M2", storage="memory", max_bytes=LIMIT_BYTES - 6000 + 1), None
+    yield S + "UPDATE.M2", cfg(name="M2", storage="memory", max_bytes=1000), None
+    yield S + "UPDATE.M2", cfg(name="M2", storage="memory"), None
+    yield S + "CREATE.X", cfg(name="X", storage="memory"), None
+    yield S + "CREATE.M2", cfg(name="M2", storage="memory"), None
+    yield S + "DELETE.F", "", None
+    yield S + "DELETE.M", "", None
+    yield S + "UPDATE.M2", cfg(name="M2", storage="memory", max_bytes=LIMIT_BYTES), None
+    yield S + "UPDATE.M2", cfg(name="M2", storage="memory", max_bytes=LIMIT_BYTES - 1), None
+    yield S + "UPDATE.M2", cfg(name="M2", storage="memory"), None
+    yield S + "CREATE.U", cfg(name="U", storage="memory", subjects=["u.*"]), None
+    for i in range(10):
+        yield "u.a", big, None
+    yield "u.a", big, [("Nats-Msg-Id", "over")]
+    yield "u.a", big, [("Nats-Msg-Id", "over")]
+    yield "u.b", "x", [("Nats-Expected-Last-Msg-Id", "")]
+    yield "u.b", "x", None
+    yield S + "INFO.U", "", None
+    yield "$JS.API.INFO", "", None
+    yield S + "CREATE.F", cfg(name="F", subjects=["f"]), None
+    for i in range(11):
+        yield "f", big, None
+    yield S + "INFO.F", "", None
+    yield S + "PURGE.U", "", None
+    yield "u.a", big, None
+    yield "f", big, None
+    yield "$JS.API.INFO", "", None
+
+
+def server_limits_steps():
+    """The same server bounds without account limits (not replayed; see the module doc)."""
+    cfg = lambda **kw: json.dumps(kw)
+    S = "$JS.API.STREAM."
+    big = "x" * 1000
+    yield from too_big_steps()
+    yield S + "CREATE.U", cfg(name="U", storage="memory", subjects=["u.*"]), None
+    for i in range(12):
+        yield "u.a", big, None
+    yield S + "INFO.U", "", None
+    yield "$JS.API.INFO", "", None
+
+
+def direct_steps():
+    """`$JS.API.DIRECT.GET`: every request form and status message."""
+    cfg = lambda **kw: json.dumps(kw)
+    S = "$JS.API.STREAM."
+    D = "$JS.API.DIRECT.GET.D"
+    yield S + "CREATE.D", cfg(name="D", subjects=["d.>"], allow_direct=True), None
+    yield D, cfg(seq=1), None
+    yield D + ".d.a", "", None
+    yield "d.a", "1", None
+    yield "d.b", "2", [("k", "v"), ("Nats-Msg-Id", "m2")]
+    yield "d.a", "3", None
+    yield "d.c.x", "", None
+    yield "d.b", "5", [("k", "w")]
+    yield D, cfg(seq=1), None
+    yield D, cfg(seq=2), None
+    yield D, cfg(seq=4), None
+    yield D, cfg(seq=99), None
+    yield D, cfg(last_by_subj="d.a"), None
+    yield D, cfg(last_by_subj="d.b"), None
+    yield D, cfg(last_by_subj="d.*"), None
+    yield D, cfg(last_by_subj="d.>"), None
+    yield D, cfg(last_by_subj="d.zzz"), None
+    yield D, cfg(next_by_subj="d.a"), None
+    yield D, cfg(next_by_subj="d.a", seq=2), None
+    yield D, cfg(next_by_subj="d.>", seq=4), None
+    yield D, cfg(next_by_subj="d.a", seq=4), None
+    yield D, cfg(seq=2, next_by_subj="d.b"), None
+    yield D, "", None
+    yield D, "{}", None
+    yield D, "{bad", None
+    yield D, cfg(seq="x"), None
+    yield D, "null", None
+    yield D, cfg(seq=1, last_by_subj="d.a"), None
+    yield D, cfg(last_by_subj="d.a", next_by_subj="d.a"), None
+    yield D, cfg(seq=0, last_by_subj=""), None
+    yield D + ".d.a", "", None
+    yield D + ".d.b", "", None
+    yield D + ".d.c.x", "", None
+    yield D + ".d.*", "", None
+    yield D + ".d.zzz", "", None
+    yield D + ".d.a", "x", None
+    yield D + ".", "", None
+    yield S + "MSG.DELETE.D", cfg(seq=1), None
+    yield D, cfg(seq=1), None
+    yield S + "CREATE.N", cfg(name="N", subjects=["n"]), None
+    yield "n", "1", None
+    yield "$JS.API.DIRECT.GET.N", cfg(seq=1), None
+    yield "$JS.API.DIRECT.GET.N.n", "", None
+    yield "$JS.API.DIRECT.GET.NOPE", cfg(seq=1), None
+    yield "$JS.API.DIRECT.GET", cfg(seq=1), None
+    yield S + "UPDATE.N", cfg(name="N", subjects=["n"], allow_direct=True), None
+    yield "$JS.API.DIRECT.GET.N", cfg(seq=1), None
+    yield S + "UPDATE.D", cfg(name="D", subjects=["d.>"], allow_direct=False), None
+    yield D, cfg(seq=2), None
+    yield "$JS.API.INFO", "", None
+
+
+SCENARIOS = {
+    # name: (steps, config file text or None for `-js -sd`, user, record reply headers)
+    "api": (steps, None, None, False),
+    "limits": (limits_steps, """
+jetstream { store_dir: "%(store)s", max_memory_store: %(bytes)d, max_file_store: %(bytes)d }
+accounts { A: { jetstream: { max_mem: %(bytes)d, max_file: %(bytes)d, max_streams: %(streams)d },
+                users: [ { user: a, password: a } ] } }
+""", "a", True),
+    "server-limits": (server_limits_steps, """
+jetstream { store_dir: "%(store)s", max_memory_store: %(bytes)d, max_file_store: %(bytes)d }
+""", None, True),
+    "direct": (direct_steps, None, None, True),
+}
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="api")
+    args = parser.parse_args()
+    script, config, user, with_headers = SCENARIOS[args.scenario]
     port = free_port()
     store = tempfile.mkdtemp(prefix="js-capture-")
-    server = subprocess.Popen(
-        ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    command = ["nats-server", "-a", "127.0.0.1", "-p", str(port)]
+    if config is None:
+        command += ["-js", "-sd", store]
+    else:
+        path = os.path.join(store, "server.conf")
+        with open(path, "w") as f:
+            f.write(config % {"store": os.path.join(store, "js"), "bytes": LIMIT_BYTES,
+                              "streams": LIMIT_STREAMS})
+        command += ["-c", path]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client = Client(port)
+        client = Client(port, user)
         out = []
-        for subject, body, headers in steps():
+        for subject, body, headers in script():
             raw = body.encode() if isinstance(body, str) else body
-            reply = client.request(subject, raw, headers)
-            out.append({"subject": subject, "headers": headers, "body": body, "reply": reply})
+            got = client.request_full(subject, raw, headers)
+            step = {"subject": subject, "headers": headers, "body": body,
+                    "reply": None if got is None else got[1]}
+            if with_headers:
+                step["reply_headers"] = None if got is None else got[0]
+            out.append(step)
         json.dump(out, sys.stdout, indent=1)
         sys.stdout.write("\n")
     finally:

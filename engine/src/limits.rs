@@ -383,3 +383,23 @@ pub const JS_MAX_DELIVERIES_PER_OP: usize = 256;
 /// most, for the same reason: 4 MiB, four default-sized payloads, bounds the effect list of
 /// one call however large the messages.
 pub const JS_MAX_DELIVERY_BYTES_PER_OP: usize = 4 * 1024 * 1024;
+
+/// Default bytes all memory streams keep together (`JsLimits::max_memory`), counted as
+/// `state.bytes` counts them. nats-server defaults to 75 % of RAM, which suits a server
+/// that can page file streams out; here every stored message, file streams' included, stays
+/// in memory with an index entry beside it, so memory and storage together must fit in RAM
+/// next to the connections' buffers. 1 GiB each (2 GiB in all) fits a small 4 GiB machine
+/// and holds about 7 million 128-byte messages per storage.
+pub const JS_DEFAULT_MAX_MEMORY_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Default bytes all file streams keep together (`JsLimits::max_storage`), counted as
+/// `state.bytes` counts them (nats-server's `fileStoreMsgSize`). nats-server defaults to
+/// the disk's free space; the same in-memory copy as [`JS_DEFAULT_MAX_MEMORY_BYTES`] bounds
+/// this one, so it gets the same 1 GiB.
+pub const JS_DEFAULT_MAX_STORAGE_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Default most streams (`JsLimits::max_streams`; a KV bucket is a stream too). A stream's
+/// config counts in no byte limit and can be as large as a request (one max payload), so
+/// the count is what bounds configs: 1024 (one `STREAM.NAMES` page) of at most 1 MiB each.
+/// nats-server has no server-wide count, only accounts' `max_streams` (unlimited by default).
+pub const JS_DEFAULT_MAX_STREAMS: usize = 1024;

@@ -364,3 +364,34 @@ fn async_nats_push_consumer_delivers_every_message() {
         assert_eq!(got, ["f0", "f1", "f2", "f3", "f4"]);
     });
 }
+
+#[test]
+fn a_direct_get_answers_with_the_stored_message_and_its_headers() {
+    let server = jetstream(2);
+    let mut c = server.requester();
+    let config =
+        json!({"name": "D", "subjects": ["d.*"], "storage": "memory", "allow_direct": true});
+    c.request_json("$JS.API.STREAM.CREATE.D", &config);
+    c.send(b"PUB d.x _INBOX.t 5\r\nhello\r\n");
+    c.read_msg();
+    c.send(b"PUB $JS.API.DIRECT.GET.D _INBOX.t 9\r\n{\"seq\":1}\r\n");
+    let head = String::from_utf8(c.read_line()).unwrap();
+    assert!(head.starts_with("HMSG _INBOX.t 1 "), "{head:?}");
+    let sizes: Vec<usize> = head
+        .split_whitespace()
+        .rev()
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let frame = String::from_utf8(c.read_len(sizes[0] + 2)).unwrap();
+    let (headers, payload) = frame.split_at(sizes[1]);
+    assert!(headers.starts_with("NATS/1.0\r\n"), "{headers:?}");
+    for want in [
+        "Nats-Stream: D\r\n",
+        "Nats-Subject: d.x\r\n",
+        "Nats-Sequence: 1\r\n",
+    ] {
+        assert!(headers.contains(want), "{want:?} missing in {headers:?}");
+    }
+    assert_eq!(payload, "hello\r\n");
+}

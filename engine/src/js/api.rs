@@ -137,6 +137,22 @@ pub const CONSUMER_NOT_FOUND: ApiError = ApiError::fixed(404, 10014, "consumer n
 /// `JSConsumerCreateErrF`, for a consumer create while consumers are not built yet.
 pub const CONSUMERS_NOT_SUPPORTED: ApiError =
     ApiError::fixed(500, 10012, "consumers are not supported yet");
+/// `JSAccountResourcesExceededErr`: a stored message took the account's memory or storage
+/// past its limit, and was taken back.
+pub const ACCOUNT_RESOURCES_EXCEEDED: ApiError =
+    ApiError::fixed(400, 10002, "resource limits exceeded for account");
+/// `JSInsufficientResourcesErr`: the server's memory or storage was already past its limit
+/// before the publish.
+pub const INSUFFICIENT_RESOURCES: ApiError = ApiError::fixed(503, 10023, "insufficient resources");
+/// `JSMaximumStreamsLimitErr`.
+pub const MAX_STREAMS_REACHED: ApiError =
+    ApiError::fixed(400, 10027, "maximum number of streams reached");
+/// `JSMemoryResourcesExceededErr`: a memory stream's `max_bytes` does not fit in what is left.
+pub const MEMORY_RESOURCES_EXCEEDED: ApiError =
+    ApiError::fixed(500, 10028, "insufficient memory resources available");
+/// `JSStorageResourcesExceededErr`: a file stream's `max_bytes` does not fit in what is left.
+pub const STORAGE_RESOURCES_EXCEEDED: ApiError =
+    ApiError::fixed(500, 10047, "insufficient storage resources available");
 /// The store's text for `max_msgs` reached with discard new.
 pub const MAX_MSGS_TEXT: &str = "maximum messages exceeded";
 /// The store's text for `max_bytes` reached with discard new.
@@ -373,7 +389,10 @@ pub struct Paged {
     pub limit: usize,
 }
 
-/// Account limits in `$JS.API.INFO` (all unlimited here).
+/// Account limits in `$JS.API.INFO`: the engine's server-wide [`crate::js::JsLimits`] for
+/// memory, storage and streams (its one account has the whole server), -1 (unlimited) for
+/// the rest, as nats-server reports an account with `jetstream { max_mem, max_file,
+/// max_streams }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AccountLimits {
     /// Memory bytes.
@@ -395,7 +414,8 @@ pub struct AccountLimits {
 }
 
 impl AccountLimits {
-    /// No limit at all, as a server without account limits reports.
+    /// No limit at all, as nats-server reports an account without JetStream limits (even
+    /// when the server has `max_memory_store`/`max_file_store`).
     pub const UNLIMITED: AccountLimits = AccountLimits {
         max_memory: -1,
         max_storage: -1,

@@ -1,14 +1,27 @@
-//! Replays the nats-server 2.9.10 transcript in `testdata/capture.json` (written by
+//! Replays the nats-server 2.9.10 transcripts in `testdata/` (written by
 //! `scripts/js-capture.py`) through [`Streams`] and compares every answer.
 //!
 //! API answers are compared as bytes, after every non-zero timestamp on both sides is
 //! replaced by a placeholder (nats-server stamps them with its clock); PubAcks are compared
-//! as bytes. A step in [`DEVIATIONS`] is one where the engine answers differently on
-//! purpose (see the module doc of [`crate::js`]); its own answer is checked instead.
+//! as bytes, and so are direct gets' header blocks (with `Nats-Time-Stamp`'s value
+//! replaced) and payloads. A step in [`DEVIATIONS`] is one where the engine answers
+//! differently on purpose (see the module doc of [`crate::js`]); its own answer is checked
+//! instead.
+//!
+//! - `capture.json` (the stream API, no limits) runs under the default [`JsLimits`]; its
+//!   `$JS.API.INFO` answers say `-1` (unlimited) where the engine reports its bounds, so
+//!   those are compared with the engine's limits put in.
+//! - `capture-limits.json` runs under the limits the capture's server and account had.
+//! - `capture-direct.json`: one step, a direct get on `$JS.API.DIRECT.GET.D.` (an invalid
+//!   subject), got nats-server's no-responders status (`NATS/1.0 503`) from its router, not
+//!   from JetStream; the engine's router refuses such a subject before JetStream, so the
+//!   core must answer nothing there.
+//! - `capture-server-limits.json` (server limits, no account limits) is not replayed: the
+//!   engine's one account has the server's limits (see [`crate::js`]'s "Resource bounds").
 
 use serde::Deserialize;
 
-use super::Streams;
+use super::{api, Answer, JsLimits, Streams};
 
 #[derive(Deserialize)]
 struct Step {
@@ -16,6 +29,9 @@ struct Step {
     headers: Option<Vec<(String, String)>>,
     body: String,
     reply: Option<String>,
+    /// The reply's header block, for the captures that record it.
+    #[serde(default)]
+    reply_headers: Option<String>,
 }
 
 /// Bytes two filtered purges removed (`PURGE.S {"filter":"s.c"}`: 90, `PURGE.LO
@@ -34,9 +50,44 @@ const DEVIATIONS: &[(&str, &str, &str)] = &[(
 
 #[test]
 fn capture_is_reproduced() {
-    let steps: Vec<Step> =
-        serde_json::from_str(include_str!("testdata/capture.json")).expect("fixture parses");
-    let mut streams = Streams::new();
+    replay(
+        include_str!("testdata/capture.json"),
+        Streams::new(),
+        UNSUBTRACTED_PURGE_BYTES,
+    );
+}
+
+#[test]
+fn limits_capture_is_reproduced() {
+    let limits = JsLimits {
+        max_memory: 10 * 1024,
+        max_storage: 10 * 1024,
+        max_streams: 3,
+    };
+    replay(
+        include_str!("testdata/capture-limits.json"),
+        Streams::with_limits(limits),
+        0,
+    );
+}
+
+#[test]
+fn direct_capture_is_reproduced() {
+    replay(
+        include_str!("testdata/capture-direct.json"),
+        Streams::new(),
+        0,
+    );
+}
+
+/// Replays `fixture` through `streams`; `unsubtracted` is what nats-server left in the
+/// account's last reported `storage` after filtered purges.
+fn replay(fixture: &str, mut streams: Streams, unsubtracted: u64) {
+    let steps: Vec<Step> = serde_json::from_str(fixture).expect("fixture parses");
+    let unlimited =
+        String::from_utf8(api::to_go_json(&api::AccountLimits::UNLIMITED)).expect("JSON is UTF-8");
+    let ours_limits =
+        String::from_utf8(api::to_go_json(&streams.account_limits())).expect("JSON is UTF-8");
     let mut out = Vec::new();
     let mut now = 1_796_190_352_000_000_000i64;
     // Deviation steps nats-server answered with success and the engine with an error.
@@ -53,7 +104,17 @@ fn capture_is_reproduced() {
         });
         let headers = headers.as_deref().unwrap_or_default();
         let ours = if step.subject.starts_with("$JS.API") {
-            streams.handle(&step.subject, step.body.as_bytes(), now, &mut out)
+            match streams.handle_request(&step.subject, step.body.as_bytes(), now, &mut out) {
+                Some(Answer::Msg { headers, payload }) => {
+                    let context = format!("step {i}: {} {}", step.subject, step.body);
+                    let headers = String::from_utf8(headers).expect("headers are UTF-8");
+                    let want = step.reply_headers.as_deref().map(normalise_headers);
+                    assert_eq!(Some(normalise_headers(&headers)), want, "{context}");
+                    Some(payload)
+                }
+                Some(Answer::Json(json)) => Some(json),
+                None => None,
+            }
         } else {
             match streams.capture(&step.subject).map(str::to_owned) {
                 Some(name) => streams.publish(
@@ -77,15 +138,26 @@ fn capture_is_reproduced() {
             extra_errors += 1;
             continue;
         }
+        let no_responders = step
+            .reply_headers
+            .as_deref()
+            .is_some_and(|h| h.starts_with("NATS/1.0 503"));
+        if no_responders {
+            assert_eq!(ours, None, "{context}");
+            continue;
+        }
         let expected = step.reply.as_deref().filter(|r| !r.is_empty());
+        let status_only = step.reply_headers.is_some() && expected.is_none();
         match (expected, ours.as_deref()) {
             (None, None) => {}
+            (None, Some("")) if status_only => {}
             (Some(want), Some(got)) => {
                 let mut want = normalise(want);
                 if want.contains("account_info_response") {
+                    want = want.replace(&unlimited, &ours_limits);
                     want = adjust(&want, "\"errors\":", |n| n + extra_errors);
                     if i + 1 == steps.len() {
-                        want = adjust(&want, "\"storage\":", |n| n - UNSUBTRACTED_PURGE_BYTES);
+                        want = adjust(&want, "\"storage\":", |n| n - unsubtracted);
                     }
                 }
                 assert_eq!(normalise(got), want, "{context}");
@@ -127,6 +199,19 @@ fn normalise(json: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Replaces the value of `Nats-Time-Stamp` by `<time>`.
+fn normalise_headers(block: &str) -> String {
+    let key = "Nats-Time-Stamp: ";
+    let Some(at) = block.find(key) else {
+        return block.to_owned();
+    };
+    let start = at + key.len();
+    let end = block[start..]
+        .find("\r\n")
+        .map_or(block.len(), |n| start + n);
+    format!("{}<time>{}", &block[..start], &block[end..])
 }
 
 /// Changes the number after the first `key` in `json`.

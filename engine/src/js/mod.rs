@@ -1,8 +1,10 @@
 //! JetStream's stream API and stream state, byte-compatible with nats-server 2.9 (issue 11).
 //!
 //! This is the I/O-free core the worker calls: one [`Streams`] per account, owned by one
-//! worker. A request on `$JS.API.…` goes to [`Streams::handle`], which answers with the
-//! exact JSON nats-server sends; a publish to a subject a stream captures
+//! worker. A request on `$JS.API.…` goes to [`Streams::handle_request`], which answers with
+//! the exact JSON nats-server sends ([`Answer::Json`]) or, for a direct get, the stored
+//! message itself ([`Answer::Msg`]); [`Streams::handle`] is the same for the JSON answers
+//! alone. A publish to a subject a stream captures
 //! ([`Streams::capture`]) goes to [`Streams::publish`], which answers with the PubAck. Both
 //! take the time from the caller and append what they changed to `out` as [`Record`]s: the
 //! owner writes those to its log, and sends the answer only once they are durable. On
@@ -25,7 +27,34 @@
 //!   missing stream (as nats-server), an empty page for names and lists, `consumer not found`
 //!   for info and delete, and a create error (10012) for creates.
 //! - `api.total` and `api.errors` in `$JS.API.INFO` count the requests answered before it.
+//! - `$JS.API.DIRECT.GET.<stream>` (body `{"seq"}`, `{"last_by_subj"}` or `{"next_by_subj"}`)
+//!   and `$JS.API.DIRECT.GET.<stream>.<subject>` (last message on a subject, empty body),
+//!   for a stream with `allow_direct`, answer with the stored message as nats-server sends
+//!   it: its header block with `Nats-Stream`, `Nats-Subject`, `Nats-Sequence` and
+//!   `Nats-Time-Stamp` appended, and its payload; or with a status message and no payload
+//!   (`NATS/1.0 404 Message Not Found`, `408 Empty Request`, `408 Malformed Request`, `408
+//!   Bad Request`). A stream without `allow_direct`, or none, gets no answer: nats-server
+//!   has no subscriber there, and its `$JS.API.>` import swallows the request (no 503
+//!   either). Direct gets do not count in `api`.
 //!
+//! # Resource bounds
+//! [`JsLimits`] bound the bytes all memory streams and all file streams keep, and the stream
+//! count, for the whole server (it has one account). They are reported and enforced as
+//! nats-server 2.9.10 reports and enforces an account whose `jetstream { max_mem, max_file,
+//! max_streams }` equal the server's `max_memory_store`/`max_file_store` (captured in
+//! `testdata/capture-limits.json`):
+//! - a create when `max_streams` streams exist (even one repeating an existing stream's
+//!   config) → 10027; this is checked before the config is validated, as nats-server does;
+//! - a create or update whose `max_bytes` does not fit beside the other streams'
+//!   reservations (a stream reserves its `max_bytes` when it has one; one without reserves a
+//!   byte) → 10028 (memory) or 10047 (file). nats-server checks two reservation totals: the
+//!   account's, summed from the other streams' configs, and the server's, a running counter
+//!   changed by `new - old max_bytes` on each update (so updates to and from unlimited, -1,
+//!   move it by a byte each); both are kept here with the same arithmetic;
+//! - a publish when the storage's bytes are already past the limit → 10023 `insufficient
+//!   resources` (503), nothing stored; a publish that takes them past it → stored, taken
+//!   back ([`stream::Change::Withdraw`]; the sequence stays used) and 10002 `resource limits
+//!   exceeded for account` (400).
 //! # Deviation
 //! nats-server 2.9.10 accepts an *update* to `num_replicas` > 1 on a non-clustered server
 //! and echoes it; this refuses it with the create's error (10074), so a stream never claims
@@ -41,12 +70,108 @@ pub mod stream;
 mod fixtures;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use serde::Serialize;
 
-use self::api::{ApiError, Paged, StreamInfo};
-use self::stream::{Change, Published, Stream};
+use self::api::{ApiError, Paged, Storage, StreamInfo};
+use self::stream::{Budget, Change, Published, Stream};
 use crate::limits;
+
+/// The server-wide bounds on what JetStream keeps. Bytes are counted as `state.bytes`
+/// counts them (nats-server's store sizes), which is what is reported and enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsLimits {
+    /// Bytes all memory streams keep together (nats-server's `max_memory_store`).
+    pub max_memory: u64,
+    /// Bytes all file streams keep together (nats-server's `max_file_store`).
+    pub max_storage: u64,
+    /// Streams (an account's `max_streams` in nats-server, which has no server-wide count);
+    /// 0 refuses every create.
+    pub max_streams: usize,
+}
+
+impl Default for JsLimits {
+    fn default() -> JsLimits {
+        JsLimits {
+            max_memory: limits::JS_DEFAULT_MAX_MEMORY_BYTES,
+            max_storage: limits::JS_DEFAULT_MAX_STORAGE_BYTES,
+            max_streams: limits::JS_DEFAULT_MAX_STREAMS,
+        }
+    }
+}
+
+impl JsLimits {
+    /// The bound for streams of `storage`.
+    pub fn max_bytes(&self, storage: Storage) -> u64 {
+        match storage {
+            Storage::Memory => self.max_memory,
+            Storage::File => self.max_storage,
+        }
+    }
+}
+
+/// What to send to a request's reply subject ([`Streams::handle_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A JSON API answer, sent as a plain message (what [`Streams::handle`] returns).
+    Json(Vec<u8>),
+    /// A message with headers: a direct get's stored message, or a status message
+    /// (`NATS/1.0 404 Message Not Found\r\n\r\n`) with an empty payload.
+    Msg {
+        /// The complete header block, ending in the empty line.
+        headers: Vec<u8>,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// A stream borrowed to change, from [`Streams::stream_mut`]: when it is dropped, the
+/// account's byte totals and reservations are brought up to date with what was done to it.
+#[derive(Debug)]
+pub struct StreamMut<'a> {
+    stream: &'a mut Stream,
+    used: &'a mut PerStorage<u64>,
+    reserved: &'a mut PerStorage<i64>,
+    /// The stream's bytes and `max_bytes` when it was borrowed.
+    bytes: u64,
+    max_bytes: i64,
+}
+
+impl StreamMut<'_> {
+    /// The budget a publish to this stream has under `limits`.
+    fn budget(&self, limits: &JsLimits) -> Budget {
+        let storage = self.stream.config().storage;
+        Budget {
+            others: self.used.of(storage).saturating_sub(self.bytes),
+            max: limits.max_bytes(storage),
+        }
+    }
+}
+
+impl std::ops::Deref for StreamMut<'_> {
+    type Target = Stream;
+
+    fn deref(&self) -> &Stream {
+        self.stream
+    }
+}
+
+impl std::ops::DerefMut for StreamMut<'_> {
+    fn deref_mut(&mut self) -> &mut Stream {
+        self.stream
+    }
+}
+
+impl Drop for StreamMut<'_> {
+    fn drop(&mut self) {
+        let storage = self.stream.config().storage;
+        let used = self.used.of_mut(storage);
+        *used = used.saturating_sub(self.bytes) + self.stream.bytes();
+        // nats-server's server-wide reservation moves by `new - old` on an update.
+        *self.reserved.of_mut(storage) += self.stream.config().max_bytes - self.max_bytes;
+    }
+}
 
 /// A change to an account's streams, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +203,37 @@ pub struct Streams {
     /// By name: sorted, as names and lists page in name order.
     streams: BTreeMap<String, Stream>,
     api: api::ApiStats,
+    limits: JsLimits,
+    /// Bytes kept, per storage (the sum of the streams' `state.bytes`).
+    used: PerStorage<u64>,
+    /// nats-server's server-wide reservation counters (`memReserved`, `storeReserved`).
+    reserved: PerStorage<i64>,
+    /// A publish's changes, empty between calls: kept so that a publish allocates no list.
+    scratch: Vec<Change>,
 }
 
 impl Streams {
-    /// No streams.
+    /// No streams, under the default [`JsLimits`].
     pub fn new() -> Streams {
         Streams::default()
+    }
+
+    /// No streams, under `limits`.
+    pub fn with_limits(limits: JsLimits) -> Streams {
+        Streams {
+            limits,
+            ..Streams::default()
+        }
+    }
+
+    /// The bounds.
+    pub fn limits(&self) -> JsLimits {
+        self.limits
+    }
+
+    /// Bytes the streams of `storage` keep together.
+    pub fn used(&self, storage: Storage) -> u64 {
+        *self.used.of(storage)
     }
 
     /// The stream named `name`.
@@ -92,9 +242,17 @@ impl Streams {
     }
 
     /// The stream named `name`, to change (the consumer layer's seam: consumer counts,
-    /// removing acknowledged messages).
-    pub fn stream_mut(&mut self, name: &str) -> Option<&mut Stream> {
-        self.streams.get_mut(name)
+    /// removing acknowledged messages); the account's totals follow when it is dropped.
+    pub fn stream_mut(&mut self, name: &str) -> Option<StreamMut<'_>> {
+        let stream = self.streams.get_mut(name)?;
+        let (bytes, max_bytes) = (stream.bytes(), stream.config().max_bytes);
+        Some(StreamMut {
+            stream,
+            used: &mut self.used,
+            reserved: &mut self.reserved,
+            bytes,
+            max_bytes,
+        })
     }
 
     /// Stream names, in order.
@@ -127,11 +285,19 @@ impl Streams {
         now: i64,
         out: &mut Vec<Record>,
     ) -> Option<Vec<u8>> {
-        let stream = self.streams.get_mut(name)?;
-        let mut changes = Vec::new();
-        let result = stream.publish(subject, headers, payload, now, &mut changes);
-        push_changes(out, name, changes);
-        if stream.config().no_ack {
+        let limits = self.limits;
+        let mut changes = std::mem::take(&mut self.scratch);
+        let Some(mut stream) = self.stream_mut(name) else {
+            self.scratch = changes;
+            return None;
+        };
+        let budget = stream.budget(&limits);
+        let result = stream.publish_within(subject, headers, payload, now, budget, &mut changes);
+        let no_ack = stream.config().no_ack;
+        drop(stream);
+        push_changes(out, name, &mut changes);
+        self.scratch = changes;
+        if no_ack {
             return None;
         }
         Some(pub_ack(name, result))
@@ -142,16 +308,36 @@ impl Streams {
         let mut next: Option<i64> = None;
         for (name, stream) in &mut self.streams {
             let mut changes = Vec::new();
+            let before = stream.bytes();
             if let Some(at) = stream.expire(now, &mut changes) {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
-            push_changes(out, name, changes);
+            let used = self.used.of_mut(stream.config().storage);
+            *used = used.saturating_sub(before) + stream.bytes();
+            push_changes(out, name, &mut changes);
         }
         next
     }
 
+    /// Answers a `$JS.API.…` request: [`Streams::handle`]'s JSON, or for
+    /// `$JS.API.DIRECT.GET.…` a message with headers; `None` where nats-server sends
+    /// nothing (see the module doc).
+    pub fn handle_request(
+        &mut self,
+        subject: &str,
+        body: &[u8],
+        now: i64,
+        out: &mut Vec<Record>,
+    ) -> Option<Answer> {
+        if let Some(rest) = subject.strip_prefix(DIRECT_GET_PREFIX) {
+            return self.direct_get(rest, body);
+        }
+        self.handle(subject, body, now, out).map(Answer::Json)
+    }
+
     /// Answers a `$JS.API.…` request with the JSON nats-server sends, or `None` where
-    /// nats-server sends nothing.
+    /// nats-server sends nothing (direct gets included: they answer through
+    /// [`Streams::handle_request`]).
     pub fn handle(
         &mut self,
         subject: &str,
@@ -181,43 +367,168 @@ impl Streams {
     pub fn apply(&mut self, record: &Record) {
         match record {
             Record::Create { config, created } => {
-                self.streams.insert(
+                if config.max_bytes > 0 {
+                    *self.reserved.of_mut(config.storage) += config.max_bytes;
+                }
+                let old = self.streams.insert(
                     config.name.clone(),
                     Stream::new((**config).clone(), *created),
                 );
+                if let Some(old) = old {
+                    self.forget(&old);
+                }
             }
             Record::Delete { name } => {
-                self.streams.remove(name);
+                if let Some(old) = self.streams.remove(name) {
+                    self.forget(&old);
+                }
             }
             Record::Stream { name, change } => {
-                if let Some(stream) = self.streams.get_mut(name) {
+                if let Some(mut stream) = self.stream_mut(name) {
                     stream.apply(change);
                 }
             }
         }
     }
 
-    fn account_info(&self) -> Vec<u8> {
-        let (mut memory, mut storage, mut consumers) = (0, 0, 0);
-        for s in self.streams.values() {
-            match s.config().storage {
-                api::Storage::Memory => memory += s.bytes(),
-                api::Storage::File => storage += s.bytes(),
-            }
-            consumers += s.consumer_count();
+    /// Takes a removed stream's bytes and reservation out of the totals.
+    fn forget(&mut self, stream: &Stream) {
+        let storage = stream.config().storage;
+        let used = self.used.of_mut(storage);
+        *used = used.saturating_sub(stream.bytes());
+        if stream.config().max_bytes > 0 {
+            *self.reserved.of_mut(storage) -= stream.config().max_bytes;
         }
+    }
+
+    /// The account limits `$JS.API.INFO` reports.
+    pub fn account_limits(&self) -> api::AccountLimits {
+        let report = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        api::AccountLimits {
+            max_memory: report(self.limits.max_memory),
+            max_storage: report(self.limits.max_storage),
+            max_streams: report(self.limits.max_streams as u64),
+            ..api::AccountLimits::UNLIMITED
+        }
+    }
+
+    fn account_info(&self) -> Vec<u8> {
+        let consumers = self.streams.values().map(Stream::consumer_count).sum();
         respond(
             api::types::ACCOUNT_INFO,
             None,
             api::AccountInfo {
-                memory,
-                storage,
+                memory: self.used.memory,
+                storage: self.used.file,
                 streams: self.streams.len(),
                 consumers,
-                limits: api::AccountLimits::UNLIMITED,
+                limits: self.account_limits(),
                 api: self.api,
             },
         )
+    }
+
+    /// nats-server's `checkBytesLimits` for one replica: `add` more bytes of `storage` must
+    /// fit beside the account's `reserved` (its other streams') and the server's counter.
+    fn check_bytes(&self, storage: Storage, add: i64, reserved: i64) -> Result<(), ApiError> {
+        let max = i64::try_from(self.limits.max_bytes(storage)).unwrap_or(i64::MAX);
+        let add = if add < 0 { 1 } else { add };
+        if reserved.saturating_add(add) > max || self.reserved.of(storage).saturating_add(add) > max
+        {
+            return Err(match storage {
+                Storage::Memory => api::MEMORY_RESOURCES_EXCEEDED,
+                Storage::File => api::STORAGE_RESOURCES_EXCEEDED,
+            });
+        }
+        Ok(())
+    }
+
+    /// nats-server's `tieredReservation`: the `max_bytes` the streams of `storage` other
+    /// than `except` reserve.
+    fn reservation(&self, storage: Storage, except: &str) -> i64 {
+        self.streams
+            .values()
+            .map(Stream::config)
+            .filter(|c| c.max_bytes > 0 && c.storage == storage && c.name != except)
+            .map(|c| c.max_bytes)
+            .sum()
+    }
+
+    /// nats-server's `jsNonClusteredStreamLimitsCheck`, on the config as sent.
+    fn check_create_limits(&self, config: &api::StreamConfig) -> Result<(), ApiError> {
+        if self.streams.len() >= self.limits.max_streams {
+            return Err(api::MAX_STREAMS_REACHED);
+        }
+        let reserved = self.reservation(config.storage, &config.name);
+        self.check_bytes(config.storage, config.max_bytes, reserved)
+    }
+
+    /// `$JS.API.DIRECT.GET.<rest>`: nats-server's `processDirectGetRequest` and
+    /// `processDirectGetLastBySubjectRequest`, then `getDirectRequest`.
+    fn direct_get(&self, rest: &str, body: &[u8]) -> Option<Answer> {
+        let (name, key) = match rest.split_once('.') {
+            Some((name, key)) => (name, Some(key)),
+            None => (rest, None),
+        };
+        let stream = self.streams.get(name)?;
+        if !stream.config().allow_direct {
+            return None;
+        }
+        let msg = match key {
+            // An empty key is an invalid subject, which the worker never routes here.
+            Some("") => return None,
+            Some(_) if !body.is_empty() => return Some(status(DIRECT_BAD_REQUEST)),
+            Some(key) => stream.last_by_subject(key),
+            None => {
+                if body.is_empty() {
+                    return Some(status(DIRECT_EMPTY_REQUEST));
+                }
+                let Ok(req) = api::parse_request::<api::MsgGetRequest>(body) else {
+                    return Some(status(DIRECT_MALFORMED_REQUEST));
+                };
+                let (by_last, by_next) =
+                    (!req.last_by_subj.is_empty(), !req.next_by_subj.is_empty());
+                if req.seq == 0 && !by_last && !by_next {
+                    return Some(status(DIRECT_EMPTY_REQUEST));
+                }
+                if by_last && (req.seq > 0 || by_next) {
+                    return Some(status(DIRECT_BAD_REQUEST));
+                }
+                if by_next {
+                    stream.next_by_subject(&req.next_by_subj, req.seq)
+                } else if req.seq > 0 {
+                    stream.msg(req.seq)
+                } else {
+                    stream.last_by_subject(&req.last_by_subj)
+                }
+            }
+        };
+        let Some(msg) = msg else {
+            return Some(status(DIRECT_NOT_FOUND));
+        };
+        // nats-server's `genHeader`: the stored block without its final CRLF (or a bare
+        // version line), one line per header, and the closing CRLF.
+        let mut headers = Vec::with_capacity(msg.headers.len() + 128);
+        match msg.headers.len() {
+            0..=2 => headers.extend_from_slice(b"NATS/1.0\r\n"),
+            n => headers.extend_from_slice(&msg.headers[..n - 2]),
+        }
+        for (key, value) in [
+            ("Nats-Stream", stream.name()),
+            ("Nats-Subject", &msg.subject),
+            ("Nats-Sequence", &msg.seq.to_string()),
+            ("Nats-Time-Stamp", &api::format_time(msg.time)),
+        ] {
+            headers.extend_from_slice(key.as_bytes());
+            headers.extend_from_slice(b": ");
+            headers.extend_from_slice(value.as_bytes());
+            headers.extend_from_slice(b"\r\n");
+        }
+        headers.extend_from_slice(b"\r\n");
+        Some(Answer::Msg {
+            headers,
+            payload: msg.payload.clone(),
+        })
     }
 
     fn handle_stream(
@@ -347,6 +658,7 @@ impl Streams {
                 "stream has no mirror but does have mirror direct",
             ));
         }
+        self.check_create_limits(&config)?;
         let config = stream::validate(&config)?;
         if let Some(existing) = self.streams.get(name) {
             if *existing.config() != config {
@@ -357,6 +669,8 @@ impl Streams {
                 did_create: true,
             });
         }
+        let reserved = self.reservation(config.storage, name);
+        self.check_bytes(config.storage, config.max_bytes, reserved)?;
         if self.overlaps(&config.subjects, None) {
             return Err(api::SUBJECT_OVERLAP);
         }
@@ -385,14 +699,24 @@ impl Streams {
         }
         let old = self.streams.get(name).ok_or(api::STREAM_NOT_FOUND)?;
         let config = stream::check_update(old.config(), &config)?;
+        // nats-server's update check: only growth of `max_bytes` is asked for, beside the
+        // others' reservations and the stream's old one (-1 when it had none).
+        let old_max = old.config().max_bytes;
+        let reserved = self.reservation(config.storage, name) + old_max;
+        self.check_bytes(
+            config.storage,
+            (config.max_bytes - old_max).max(0),
+            reserved,
+        )?;
         if self.overlaps(&config.subjects, Some(name)) {
             return Err(api::SUBJECT_OVERLAP);
         }
-        let stream = self.streams.get_mut(name).ok_or(api::STREAM_NOT_FOUND)?;
+        let mut stream = self.stream_mut(name).ok_or(api::STREAM_NOT_FOUND)?;
         let mut changes = Vec::new();
         stream.update(config, &mut changes);
         let info = stream.info();
-        push_changes(out, name, changes);
+        drop(stream);
+        push_changes(out, name, &mut changes);
         Ok(Some(info))
     }
 
@@ -457,10 +781,11 @@ impl Streams {
         if req.seq > 0 && req.keep > 0 {
             return Err(api::BAD_REQUEST);
         }
-        let stream = self.streams.get_mut(name).ok_or(api::STREAM_NOT_FOUND)?;
+        let mut stream = self.stream_mut(name).ok_or(api::STREAM_NOT_FOUND)?;
         let mut changes = Vec::new();
         let purged = stream.purge(&req, &mut changes)?;
-        push_changes(out, name, changes);
+        drop(stream);
+        push_changes(out, name, &mut changes);
         Ok(PurgeBody {
             success: true,
             purged,
@@ -552,10 +877,11 @@ impl Streams {
             return Err(api::BAD_REQUEST);
         }
         let req: api::MsgDeleteRequest = api::parse_request(body)?;
-        let stream = self.streams.get_mut(name).ok_or(api::STREAM_NOT_FOUND)?;
+        let mut stream = self.stream_mut(name).ok_or(api::STREAM_NOT_FOUND)?;
         let mut changes = Vec::new();
         let result = stream.delete(req.seq, &mut changes);
-        push_changes(out, name, changes);
+        drop(stream);
+        push_changes(out, name, &mut changes);
         result.map(|()| Success { success: true })
     }
 
@@ -578,12 +904,23 @@ impl Streams {
 /// `{"stream":"S", "seq":1}`, `{"stream":"S", "seq":1,"duplicate": true}`, or
 /// `{"error":{…},"stream":"S","seq":0}`.
 pub fn pub_ack(stream: &str, result: Result<Published, ApiError>) -> Vec<u8> {
-    let quoted = api::to_go_json(&stream);
     match result {
         Ok(p) => {
-            let mut out = b"{\"stream\":".to_vec();
-            out.extend_from_slice(&quoted);
-            out.extend_from_slice(format!(", \"seq\":{}", p.seq).as_bytes());
+            let mut out = Vec::with_capacity(stream.len() + 48);
+            out.extend_from_slice(b"{\"stream\":");
+            // A plain name needs no escaping; serde handles the rest as Go does.
+            if stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                out.push(b'"');
+                out.extend_from_slice(stream.as_bytes());
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(&api::to_go_json(&stream));
+            }
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, ", \"seq\":{}", p.seq);
             if p.duplicate {
                 out.extend_from_slice(b",\"duplicate\": true");
             }
@@ -606,11 +943,42 @@ pub fn pub_ack(stream: &str, result: Result<Published, ApiError>) -> Vec<u8> {
     }
 }
 
-fn push_changes(out: &mut Vec<Record>, name: &str, changes: Vec<Change>) {
-    out.extend(changes.into_iter().map(|change| Record::Stream {
+fn push_changes(out: &mut Vec<Record>, name: &str, changes: &mut Vec<Change>) {
+    out.extend(changes.drain(..).map(|change| Record::Stream {
         name: name.to_owned(),
         change,
     }));
+}
+
+/// A value per storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PerStorage<T> {
+    memory: T,
+    file: T,
+}
+
+impl<T> PerStorage<T> {
+    fn of(&self, storage: Storage) -> &T {
+        match storage {
+            Storage::Memory => &self.memory,
+            Storage::File => &self.file,
+        }
+    }
+
+    fn of_mut(&mut self, storage: Storage) -> &mut T {
+        match storage {
+            Storage::Memory => &mut self.memory,
+            Storage::File => &mut self.file,
+        }
+    }
+}
+
+/// A direct get's status answer: the header block alone, no payload.
+fn status(line: &[u8]) -> Answer {
+    Answer::Msg {
+        headers: line.to_vec(),
+        payload: Vec::new(),
+    }
 }
 
 /// `{"type":…,"error":…, …body}`: nats-server's `ApiResponse` with its embedded body.
@@ -701,4 +1069,301 @@ struct ConsumersBody {
 #[derive(Serialize)]
 struct MsgBody {
     message: api::StoredMsgJson,
+}
+
+const DIRECT_GET_PREFIX: &str = "$JS.API.DIRECT.GET.";
+const DIRECT_NOT_FOUND: &[u8] = b"NATS/1.0 404 Message Not Found\r\n\r\n";
+const DIRECT_EMPTY_REQUEST: &[u8] = b"NATS/1.0 408 Empty Request\r\n\r\n";
+const DIRECT_MALFORMED_REQUEST: &[u8] = b"NATS/1.0 408 Malformed Request\r\n\r\n";
+const DIRECT_BAD_REQUEST: &[u8] = b"NATS/1.0 408 Bad Request\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_796_190_352_000_000_000;
+
+    fn small() -> Streams {
+        Streams::with_limits(JsLimits {
+            max_memory: 1000,
+            max_storage: 1000,
+            max_streams: 2,
+        })
+    }
+
+    fn request(s: &mut Streams, subject: &str, body: &str) -> String {
+        let answer = s.handle(subject, body.as_bytes(), T0, &mut Vec::new());
+        String::from_utf8(answer.unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn err_code(json: &str) -> Option<u64> {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        v["error"]["err_code"].as_u64()
+    }
+
+    fn publish(s: &mut Streams, name: &str, subject: &str, payload: &[u8]) -> serde_json::Value {
+        let ack = s.publish(name, subject, b"", payload, T0, &mut Vec::new());
+        serde_json::from_slice(&ack.unwrap_or_default()).unwrap_or_default()
+    }
+
+    #[test]
+    fn max_streams_is_checked_before_anything_else() {
+        let mut s = small();
+        let create = "$JS.API.STREAM.CREATE.";
+        for name in ["A", "B"] {
+            let body = format!(r#"{{"name":"{name}","storage":"memory"}}"#);
+            assert_eq!(
+                err_code(&request(&mut s, &format!("{create}{name}"), &body)),
+                None
+            );
+        }
+        // Even a create repeating an existing config, or an invalid one.
+        for (name, body) in [
+            ("A", r#"{"name":"A","storage":"memory"}"#),
+            ("C", r#"{"name":"C","max_age":1}"#),
+        ] {
+            let answer = request(&mut s, &format!("{create}{name}"), body);
+            assert_eq!(err_code(&answer), Some(10027), "{body}");
+        }
+        request(&mut s, "$JS.API.STREAM.DELETE.B", "");
+        assert_eq!(
+            err_code(&request(
+                &mut s,
+                "$JS.API.STREAM.CREATE.C",
+                r#"{"name":"C"}"#
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn max_bytes_must_fit_in_what_is_left() {
+        let mut s = small();
+        // (request, stream, storage, max_bytes, error)
+        let cases = [
+            ("CREATE", "M", "memory", 1001, Some(10028)),
+            ("CREATE", "F", "file", 1001, Some(10047)),
+            ("CREATE", "M", "memory", 600, None),
+            // The server's counter already holds M's 600.
+            ("CREATE", "M", "memory", 600, Some(10028)),
+            ("CREATE", "N", "memory", 401, Some(10028)),
+            ("CREATE", "N", "memory", 400, None),
+            ("UPDATE", "N", "memory", 401, Some(10028)),
+            ("UPDATE", "N", "memory", 10, None),
+        ];
+        for (api, name, storage, max_bytes, want) in cases {
+            let body =
+                format!(r#"{{"name":"{name}","storage":"{storage}","max_bytes":{max_bytes}}}"#);
+            let answer = request(&mut s, &format!("$JS.API.STREAM.{api}.{name}"), &body);
+            assert_eq!(err_code(&answer), want, "{api} {body}: {answer}");
+        }
+        assert_eq!(
+            s.reserved,
+            PerStorage {
+                memory: 610,
+                file: 0
+            }
+        );
+        // Replaying the records rebuilds the counters.
+        let mut log = Vec::new();
+        let mut live = small();
+        for body in [
+            r#"{"name":"M","storage":"memory","max_bytes":600}"#,
+            r#"{"name":"N","storage":"memory"}"#,
+        ] {
+            let name = if body.contains("\"M\"") { "M" } else { "N" };
+            live.handle(
+                &format!("$JS.API.STREAM.CREATE.{name}"),
+                body.as_bytes(),
+                T0,
+                &mut log,
+            );
+        }
+        live.handle(
+            "$JS.API.STREAM.UPDATE.N",
+            br#"{"name":"N","storage":"memory","max_bytes":5}"#,
+            T0,
+            &mut log,
+        );
+        live.handle("$JS.API.STREAM.DELETE.M", b"", T0, &mut log);
+        let mut replayed = small();
+        for record in &log {
+            replayed.apply(record);
+        }
+        assert_eq!(replayed.reserved, live.reserved);
+        // nats-server's arithmetic: -1 → 5 reserves 6.
+        assert_eq!(live.reserved.memory, 6);
+    }
+
+    #[test]
+    fn a_publish_past_the_total_is_taken_back() {
+        let mut s = small();
+        let mut log = Vec::new();
+        for name in ["M", "O"] {
+            let body = format!(r#"{{"name":"{name}","storage":"memory"}}"#);
+            s.handle(
+                &format!("$JS.API.STREAM.CREATE.{name}"),
+                body.as_bytes(),
+                T0,
+                &mut log,
+            );
+        }
+        // 400 + 1 + 16 bytes each: two fit in 1000, a third does not.
+        let big = [b'x'; 400];
+        for (name, want) in [("M", 1), ("O", 1)] {
+            let ack = s.publish(name, name, b"", &big, T0, &mut log);
+            assert_eq!(
+                ack,
+                Some(format!(r#"{{"stream":"{name}", "seq":{want}}}"#).into_bytes())
+            );
+        }
+        let refused = publish(&mut s, "M", "M", &big);
+        assert_eq!(refused["error"]["err_code"], 10002);
+        assert_eq!(refused["error"]["code"], 400);
+        assert_eq!(s.used(Storage::Memory), 834);
+        // The sequence stays used.
+        assert_eq!(publish(&mut s, "M", "M", b"x")["seq"], 3);
+        let state = s.stream("M").map(Stream::state).unwrap_or_default();
+        assert_eq!(
+            (state.messages, state.last_seq, state.num_deleted),
+            (2, 3, 1)
+        );
+        // Limits lowered (a restart with a smaller bound): already past it, nothing stored.
+        let mut lower = Streams::with_limits(JsLimits {
+            max_memory: 100,
+            ..small().limits()
+        });
+        for record in &log {
+            lower.apply(record);
+        }
+        let refused = publish(&mut lower, "M", "M", b"x");
+        assert_eq!(refused["error"]["err_code"], 10023);
+        assert_eq!(refused["error"]["code"], 503);
+        assert_eq!(lower.stream("M").map(|m| m.state().last_seq), Some(1));
+    }
+
+    #[test]
+    fn totals_follow_every_change() {
+        let mut s = Streams::new();
+        let mut log = Vec::new();
+        s.handle(
+            "$JS.API.STREAM.CREATE.F",
+            br#"{"name":"F","subjects":["f.*"]}"#,
+            T0,
+            &mut log,
+        );
+        for subject in ["f.a", "f.b", "f.a"] {
+            s.publish("F", subject, b"", b"123", T0, &mut log);
+        }
+        assert_eq!(s.used(Storage::File), 3 * (22 + 3 + 3 + 8));
+        s.handle("$JS.API.STREAM.MSG.DELETE.F", br#"{"seq":1}"#, T0, &mut log);
+        s.handle(
+            "$JS.API.STREAM.PURGE.F",
+            br#"{"filter":"f.b"}"#,
+            T0,
+            &mut log,
+        );
+        assert_eq!(s.used(Storage::File), 36);
+        if let Some(mut f) = s.stream_mut("F") {
+            f.remove(3, &mut Vec::new());
+        }
+        assert_eq!(s.used(Storage::File), 0);
+        s.publish("F", "f.c", b"", b"1", T0, &mut log);
+        s.handle("$JS.API.STREAM.DELETE.F", b"", T0, &mut log);
+        assert_eq!(s.used(Storage::File), 0);
+    }
+
+    #[test]
+    fn direct_get_answers() {
+        let mut s = Streams::new();
+        let mut out = Vec::new();
+        s.handle(
+            "$JS.API.STREAM.CREATE.D",
+            br#"{"name":"D","subjects":["d.>"],"allow_direct":true}"#,
+            T0,
+            &mut out,
+        );
+        s.handle(
+            "$JS.API.STREAM.CREATE.N",
+            br#"{"name":"N","subjects":["n"]}"#,
+            T0,
+            &mut out,
+        );
+        s.publish("D", "d.a", b"NATS/1.0\r\nk: v\r\n\r\n", b"1", T0, &mut out);
+        s.publish("D", "d.b", b"", b"2", T0 + 5, &mut out);
+        s.publish("N", "n", b"", b"3", T0, &mut out);
+        let mut get = |subject: &str, body: &str| {
+            s.handle_request(subject, body.as_bytes(), T0, &mut Vec::new())
+        };
+        let msg = |headers: &str, payload: &[u8]| {
+            Some(Answer::Msg {
+                headers: headers.as_bytes().to_vec(),
+                payload: payload.to_vec(),
+            })
+        };
+        assert_eq!(
+            get("$JS.API.DIRECT.GET.D", r#"{"seq":1}"#),
+            msg(
+                "NATS/1.0\r\nk: v\r\nNats-Stream: D\r\nNats-Subject: d.a\r\nNats-Sequence: 1\r\nNats-Time-Stamp: 2026-12-02T05:45:52Z\r\n\r\n",
+                b"1"
+            )
+        );
+        let second = msg(
+            "NATS/1.0\r\nNats-Stream: D\r\nNats-Subject: d.b\r\nNats-Sequence: 2\r\nNats-Time-Stamp: 2026-12-02T05:45:52.000000005Z\r\n\r\n",
+            b"2",
+        );
+        assert_eq!(get("$JS.API.DIRECT.GET.D.d.b", ""), second);
+        assert_eq!(get("$JS.API.DIRECT.GET.D.d.*", ""), second);
+        assert_eq!(
+            get("$JS.API.DIRECT.GET.D", r#"{"last_by_subj":"d.>"}"#),
+            second
+        );
+        assert_eq!(
+            get("$JS.API.DIRECT.GET.D", r#"{"next_by_subj":"d.*","seq":2}"#),
+            second
+        );
+        let status = |line: &str| msg(&format!("NATS/1.0 {line}\r\n\r\n"), b"");
+        let cases = [
+            (
+                "$JS.API.DIRECT.GET.D",
+                r#"{"seq":3}"#,
+                "404 Message Not Found",
+            ),
+            ("$JS.API.DIRECT.GET.D.d.x", "", "404 Message Not Found"),
+            ("$JS.API.DIRECT.GET.D", "", "408 Empty Request"),
+            ("$JS.API.DIRECT.GET.D", "{}", "408 Empty Request"),
+            ("$JS.API.DIRECT.GET.D", "null", "408 Empty Request"),
+            ("$JS.API.DIRECT.GET.D", "{bad", "408 Malformed Request"),
+            ("$JS.API.DIRECT.GET.D", "[1]", "408 Malformed Request"),
+            (
+                "$JS.API.DIRECT.GET.D",
+                r#"{"seq":1,"last_by_subj":"d.a"}"#,
+                "408 Bad Request",
+            ),
+            (
+                "$JS.API.DIRECT.GET.D",
+                r#"{"last_by_subj":"d.a","next_by_subj":"d.a"}"#,
+                "408 Bad Request",
+            ),
+            ("$JS.API.DIRECT.GET.D.d.a", "x", "408 Bad Request"),
+        ];
+        for (subject, body, line) in cases {
+            assert_eq!(get(subject, body), status(line), "{subject} {body}");
+        }
+        for subject in [
+            "$JS.API.DIRECT.GET.N",
+            "$JS.API.DIRECT.GET.N.n",
+            "$JS.API.DIRECT.GET.X",
+            "$JS.API.DIRECT.GET",
+            "$JS.API.DIRECT.GET.D.",
+        ] {
+            assert_eq!(get(subject, r#"{"seq":1}"#), None, "{subject}");
+        }
+        // JSON answers come through unchanged, and direct gets are not counted.
+        let Some(Answer::Json(info)) = get("$JS.API.INFO", "") else {
+            panic!("no account info");
+        };
+        let info: serde_json::Value = serde_json::from_slice(&info).unwrap_or_default();
+        assert_eq!(info["api"]["total"], 2);
+    }
 }

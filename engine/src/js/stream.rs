@@ -28,7 +28,9 @@
 //! keeps them like `limits`. The consumer layer removes acknowledged messages through
 //! [`Stream::remove`], which records a [`Change::Delete`] like any other removal.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use super::api::{
@@ -96,6 +98,32 @@ pub enum Change {
     },
     /// The config was updated (already validated); new limits are enforced as it is applied.
     Config(Box<StreamConfig>),
+    /// The message just appended as `seq` took the account past its limit and was taken
+    /// back, as nats-server does after storing (`processJetStreamMsg`): it is removed (its
+    /// sequence stays used, and what its append evicted stays evicted), its `Nats-Msg-Id` is
+    /// forgotten and the last msg id is the one before it again.
+    Withdraw {
+        /// Its sequence.
+        seq: u64,
+    },
+}
+
+/// The bound a publish is checked against: what the streams of the same storage other than
+/// this one keep, and the most all of them may keep (the server's [`crate::js::JsLimits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes the other streams of this storage keep.
+    pub others: u64,
+    /// Most bytes all streams of this storage may keep.
+    pub max: u64,
+}
+
+impl Budget {
+    /// No bound.
+    pub const UNLIMITED: Budget = Budget {
+        others: 0,
+        max: u64::MAX,
+    };
 }
 
 /// What a successful publish gives back, for the PubAck.
@@ -131,17 +159,19 @@ pub struct Stream {
     created: i64,
     msgs: BTreeMap<u64, StoredMsg>,
     /// Sequences per subject, oldest first.
-    subjects: HashMap<Arc<str>, BTreeSet<u64>>,
+    subjects: HashMap<Arc<str>, BTreeSet<u64>, KeyedState>,
     bytes: u64,
     first_seq: u64,
     first_ts: Option<i64>,
     last_seq: u64,
     last_ts: Option<i64>,
     /// `Nats-Msg-Id` → (sequence, time), and the ids in the order they were stored.
-    dedupe: HashMap<String, (u64, i64)>,
+    dedupe: HashMap<String, (u64, i64), KeyedState>,
     dedupe_order: VecDeque<(i64, String)>,
     /// The `Nats-Msg-Id` of the last stored message ("" if it had none).
     last_msg_id: String,
+    /// The one before it, which a [`Change::Withdraw`] restores.
+    previous_msg_id: String,
     consumer_count: u64,
 }
 
@@ -152,15 +182,16 @@ impl Stream {
             config,
             created,
             msgs: BTreeMap::new(),
-            subjects: HashMap::new(),
+            subjects: HashMap::default(),
             bytes: 0,
             first_seq: 0,
             first_ts: None,
             last_seq: 0,
             last_ts: None,
-            dedupe: HashMap::new(),
+            dedupe: HashMap::default(),
             dedupe_order: VecDeque::new(),
             last_msg_id: String::new(),
+            previous_msg_id: String::new(),
             consumer_count: 0,
         }
     }
@@ -191,7 +222,8 @@ impl Stream {
     }
 
     /// Stores a message published to `subject` (one of the stream's), after nats-server's
-    /// checks, and expires what `max_age` says is too old at `now`.
+    /// checks, and expires what `max_age` says is too old at `now`; no server-wide bound
+    /// (see [`Stream::publish_within`]).
     ///
     /// # Errors
     /// The API error nats-server puts in the PubAck; nothing is changed then.
@@ -203,6 +235,27 @@ impl Stream {
         now: i64,
         out: &mut Vec<Change>,
     ) -> Result<Published, ApiError> {
+        self.publish_within(subject, hdrs, payload, now, Budget::UNLIMITED, out)
+    }
+
+    /// [`Stream::publish`] within `budget`, checked as nats-server 2.9.10 checks a server
+    /// and an account with equal limits: already past the limit before the message →
+    /// [`api::INSUFFICIENT_RESOURCES`], nothing stored; past it once the message is stored
+    /// (after discard old made room) → the message is taken back ([`Change::Withdraw`]) and
+    /// [`api::ACCOUNT_RESOURCES_EXCEEDED`].
+    ///
+    /// # Errors
+    /// The API error nats-server puts in the PubAck; nothing is changed then, except for
+    /// [`api::ACCOUNT_RESOURCES_EXCEEDED`], after which the sequence stays used.
+    pub fn publish_within(
+        &mut self,
+        subject: &str,
+        hdrs: &[u8],
+        payload: &[u8],
+        now: i64,
+        budget: Budget,
+        out: &mut Vec<Change>,
+    ) -> Result<Published, ApiError> {
         self.expire_into(now, out);
         if self.config.sealed {
             return Err(api::STREAM_SEALED);
@@ -210,8 +263,8 @@ impl Stream {
         let mut msg_id = "";
         let mut rollup = None;
         if !hdrs.is_empty() {
-            let h = headers::Headers::parse(hdrs).ok();
-            let get = |name: &str| h.as_ref().and_then(|h| h.get(name));
+            let h = JsHeaders::scan(hdrs);
+            let get = |name: &str| h.get(name);
             if let Some(name) = get(EXPECTED_STREAM) {
                 if !name.is_empty() && name != self.config.name.as_bytes() {
                     return Err(api::STREAM_NOT_MATCH);
@@ -266,6 +319,10 @@ impl Stream {
         if hdrs.len() > limits::JS_MAX_HEADER_BYTES {
             return Err(api::HEADER_TOO_BIG);
         }
+        let over = |bytes: u64| budget.others.saturating_add(bytes) > budget.max;
+        if over(self.bytes) {
+            return Err(api::INSUFFICIENT_RESOURCES);
+        }
         let seq = self.last_seq + 1;
         if self.config.retention == Retention::Interest && self.consumer_count == 0 {
             self.record(
@@ -293,6 +350,10 @@ impl Stream {
             },
             out,
         );
+        if over(self.bytes) {
+            self.record(Change::Withdraw { seq }, out);
+            return Err(api::ACCOUNT_RESOURCES_EXCEEDED);
+        }
         match rollup {
             Some(Rollup::Subject) => self.record(
                 Change::Purge(PurgeRequest {
@@ -391,10 +452,20 @@ impl Stream {
         self.msgs.get(&seq)
     }
 
-    /// The last message stored on exactly `subject`.
-    pub fn last_by_subject(&self, subject: &str) -> Option<&StoredMsg> {
-        let seq = self.subjects.get(subject)?.last()?;
-        self.msgs.get(seq)
+    /// The last message whose subject matches `filter` (a literal subject, or a pattern
+    /// as nats-server's `LoadLastMsg` takes it).
+    pub fn last_by_subject(&self, filter: &str) -> Option<&StoredMsg> {
+        let f = Filter::new(filter);
+        let seq = if f.pattern.is_none() {
+            self.subjects.get(filter)?.last().copied()?
+        } else {
+            self.subjects
+                .iter()
+                .filter(|(subject, _)| f.matches(subject))
+                .filter_map(|(_, seqs)| seqs.last().copied())
+                .max()?
+        };
+        self.msgs.get(&seq)
     }
 
     /// The first message at or after `from` whose subject matches `filter`.
@@ -472,7 +543,11 @@ impl Stream {
                 msg_id,
             } => {
                 self.note_msg_id(msg_id, *seq, *time);
-                let subject: Arc<str> = Arc::from(subject.as_str());
+                // A subject already kept shares its name with the new message.
+                let subject: Arc<str> = match self.subjects.get_key_value(subject.as_str()) {
+                    Some((name, _)) => Arc::clone(name),
+                    None => Arc::from(subject.as_str()),
+                };
                 self.bytes += self.stored_size(&subject, headers, payload);
                 if self.msgs.is_empty() {
                     self.first_seq = *seq;
@@ -516,6 +591,17 @@ impl Stream {
                     }
                     self.remove_msg(seq);
                 }
+            }
+            Change::Withdraw { seq } => {
+                if self
+                    .dedupe
+                    .get(&self.last_msg_id)
+                    .is_some_and(|&(s, _)| s == *seq)
+                {
+                    self.dedupe.remove(&self.last_msg_id);
+                }
+                self.last_msg_id = std::mem::take(&mut self.previous_msg_id);
+                self.remove_msg(*seq);
             }
             Change::Config(config) => {
                 self.config = (**config).clone();
@@ -595,7 +681,7 @@ impl Stream {
                 }
             }
         }
-        self.last_msg_id = msg_id.to_owned();
+        self.previous_msg_id = std::mem::replace(&mut self.last_msg_id, msg_id.to_owned());
         if !msg_id.is_empty() {
             self.dedupe.insert(msg_id.to_owned(), (seq, time));
             self.dedupe_order.push_back((time, msg_id.to_owned()));
@@ -775,6 +861,10 @@ impl Change {
                 out.push(TAG_CONFIG);
                 put_bytes(out, &api::to_go_json(config));
             }
+            Change::Withdraw { seq } => {
+                out.push(TAG_WITHDRAW);
+                put_varint(out, *seq);
+            }
         }
     }
 
@@ -811,6 +901,7 @@ impl Change {
             TAG_CONFIG => Change::Config(Box::new(
                 serde_json::from_slice(r.bytes()?).map_err(|_| DecodeError::Field)?,
             )),
+            TAG_WITHDRAW => Change::Withdraw { seq: r.varint()? },
             other => return Err(DecodeError::Tag(other)),
         };
         if !r.0.is_empty() {
@@ -1124,6 +1215,94 @@ enum Rollup {
     All,
 }
 
+/// The hash of the maps keyed by a client's bytes (subjects, `Nats-Msg-Id`s): keyed per
+/// stream from std's random keys, so a client cannot aim its keys at one bucket, and eight
+/// bytes per multiply.
+///
+/// NB: std's SipHash was 11 % of a publish with `Nats-Msg-Id` (two lookups of the id, one
+/// of the subject); results/criterion.md, "JetStream publish".
+#[derive(Debug, Clone)]
+struct KeyedState(u64);
+
+impl Default for KeyedState {
+    fn default() -> KeyedState {
+        KeyedState(RandomState::new().hash_one(0u64) | 1)
+    }
+}
+
+impl BuildHasher for KeyedState {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher(self.0)
+    }
+}
+
+/// See [`KeyedState`]: each eight-byte word is mixed in with a folded 128-bit multiply
+/// (foldhash's step).
+struct KeyedHasher(u64);
+
+impl Hasher for KeyedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(word) ^ (rest.len() as u64) << 59);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl KeyedHasher {
+    fn mix(&mut self, word: u64) {
+        let product = u128::from(self.0 ^ word) * u128::from(HASH_MULTIPLIER);
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+/// The first value of each header a publish checks, found in one pass over the block.
+///
+/// NB: six `Headers::get` calls scanned the block six times; one pass is what the
+/// `streams/publish/dedupe` benchmark asked for (results/criterion.md, "JetStream publish").
+#[derive(Default)]
+struct JsHeaders<'a> {
+    values: [Option<&'a [u8]>; JS_HEADERS.len()],
+}
+
+impl<'a> JsHeaders<'a> {
+    /// The headers of `block`; none at all if its version line is not `NATS/1.0`.
+    fn scan(block: &'a [u8]) -> JsHeaders<'a> {
+        let mut found = JsHeaders::default();
+        let Ok(h) = headers::Headers::parse(block) else {
+            return found;
+        };
+        for (name, value) in h.iter() {
+            if let Some(i) = JS_HEADERS.iter().position(|n| n.as_bytes() == name) {
+                found.values[i].get_or_insert(value);
+            }
+        }
+        found
+    }
+
+    /// The first value of `name` (one of [`JS_HEADERS`]).
+    fn get(&self, name: &str) -> Option<&'a [u8]> {
+        let i = JS_HEADERS.iter().position(|n| *n == name)?;
+        self.values[i]
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -1199,6 +1378,18 @@ const EXPECTED_LAST_SEQ: &str = "Nats-Expected-Last-Sequence";
 const EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 const ROLLUP: &str = "Nats-Rollup";
+/// Every header a publish checks.
+const JS_HEADERS: [&str; 6] = [
+    EXPECTED_STREAM,
+    MSG_ID,
+    EXPECTED_LAST_SEQ,
+    EXPECTED_LAST_SUBJECT_SEQ,
+    EXPECTED_LAST_MSG_ID,
+    ROLLUP,
+];
+
+/// An odd constant (digits of pi) for [`KeyedHasher`].
+const HASH_MULTIPLIER: u64 = 0x243f_6a88_85a3_08d3;
 
 /// `fileStoreMsgSize`'s record head: length (4), sequence (8), time (8), subject length (2).
 const FILE_RECORD_HEAD_BYTES: u64 = 22;
@@ -1213,6 +1404,7 @@ const TAG_DELETE: u8 = 3;
 const TAG_PURGE: u8 = 4;
 const TAG_EXPIRE: u8 = 5;
 const TAG_CONFIG: u8 = 6;
+const TAG_WITHDRAW: u8 = 7;
 
 #[cfg(test)]
 mod tests {
@@ -1610,7 +1802,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn replaying_changes_rebuilds_the_same_state(ops in proptest::collection::vec(op(), 0..60), discard_new in any::<bool>(), memory in any::<bool>()) {
+        fn replaying_changes_rebuilds_the_same_state(ops in proptest::collection::vec(op(), 0..60), discard_new in any::<bool>(), memory in any::<bool>(), max in prop_oneof![Just(u64::MAX), 100u64..500]) {
             let discard = if discard_new { "new" } else { "old" };
             let storage = if memory { "memory" } else { "file" };
             let json = format!(r#"{{"name":"P","subjects":["p.*"],"max_bytes":400,"max_age":5000000000,"duplicate_window":2000000000,"discard":"{discard}","storage":"{storage}"}}"#);
@@ -1626,7 +1818,8 @@ mod tests {
                         if let Some(id) = id { hdrs.push_str(&format!("Nats-Msg-Id: {id}\r\n")); }
                         if let Some(seq) = expect_last { hdrs.push_str(&format!("Nats-Expected-Last-Sequence: {seq}\r\n")); }
                         let block = if hdrs.is_empty() { Vec::new() } else { format!("NATS/1.0\r\n{hdrs}\r\n").into_bytes() };
-                        let _ = live.publish(&format!("p.{subject}"), &block, &vec![b'x'; size as usize], now, &mut log);
+                        let budget = Budget { others: 50, max };
+                        let _ = live.publish_within(&format!("p.{subject}"), &block, &vec![b'x'; size as usize], now, budget, &mut log);
                     }
                     Op::Delete(seq) => { let _ = live.delete(seq, &mut log); }
                     Op::Purge { filter, seq, keep } => {

@@ -26,7 +26,7 @@ use super::{fanout, Shared, Worker};
 use crate::config::Config;
 use crate::envelope::{ConnKey, MsgView, Origin, SubRef};
 use crate::js::api::{Storage, StreamConfig};
-use crate::js::{Record, Streams};
+use crate::js::{Answer as ApiAnswer, Record, Streams};
 use crate::msg::SubState;
 use crate::subject::Pattern;
 use crate::sublist::{Change, Sublist};
@@ -226,7 +226,7 @@ impl JetStream {
 
     /// A consumer is done with `seq` of `stream` (interest and work-queue retention).
     pub(super) fn remove_message(&mut self, stream: &str, seq: u64) {
-        let Some(s) = self.streams.stream_mut(stream) else {
+        let Some(mut s) = self.streams.stream_mut(stream) else {
             return;
         };
         let mut changes = Vec::new();
@@ -282,9 +282,28 @@ impl Worker {
                 };
                 let answer = match refusal {
                     Some(refusal) => Some(refusal),
-                    None => js
-                        .streams
-                        .handle(subject, view.payload, now, &mut js.records),
+                    None => {
+                        match js
+                            .streams
+                            .handle_request(subject, view.payload, now, &mut js.records)
+                        {
+                            Some(ApiAnswer::Json(body)) => Some(body),
+                            Some(ApiAnswer::Msg { headers, payload }) => {
+                                // A direct get: the stored message itself, as HMSG.
+                                if let Some(to) = view.reply {
+                                    js.send(Outgoing {
+                                        to: to.into(),
+                                        subject: None,
+                                        reply: None,
+                                        headers: Some(headers),
+                                        body: payload,
+                                    });
+                                }
+                                None
+                            }
+                            None => None,
+                        }
+                    }
                 };
                 if !js.records.is_empty() {
                     js.sync_captures(&self.shared.sublist);

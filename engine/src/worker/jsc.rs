@@ -57,7 +57,7 @@ impl JetStream {
             .map(|(s, cs)| (s.clone(), cs.len() as u64))
             .collect();
         for (stream, count) in counts {
-            if let Some(s) = self.streams.stream_mut(&stream) {
+            if let Some(mut s) = self.streams.stream_mut(&stream) {
                 s.set_consumer_count(count);
             }
         }
@@ -266,7 +266,7 @@ impl JetStream {
             .then(|| JetStream::upsert(&cs.stream, &c, stream));
         consumers.insert(c.name().to_owned(), c);
         let count = consumers.len() as u64;
-        if let Some(s) = self.streams.stream_mut(&cs.stream) {
+        if let Some(mut s) = self.streams.stream_mut(&cs.stream) {
             s.set_consumer_count(count);
         }
         if let Some(record) = record {
@@ -300,7 +300,7 @@ impl JetStream {
             });
         }
         self.consumers.effects = effects;
-        if let Some(s) = self.streams.stream_mut(stream) {
+        if let Some(mut s) = self.streams.stream_mut(stream) {
             s.set_consumer_count(count);
         }
         capi::response(ResponseType::Delete, Ok(&capi::Deleted { success: true }))
