@@ -91,7 +91,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     };
     let conns = resolved.users + resolved.publishers;
     raise_file_limit(conns as u64 + limits::SPARE_FDS, &say)?;
-    let (date, time) = sysinfo::utc_stamp();
+    let started = sysinfo::utc_started();
     let label = config
         .label
         .clone()
@@ -160,7 +160,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     let outcome = coordinator.drive(&resolved, clock, connect_began, &say);
     coordinator.stop();
     let mut outcome = outcome?;
-    outcome.started = format!("{date}T{}:{}:{}Z", &time[0..2], &time[2..4], &time[4..6]);
+    outcome.started = started;
     let report = build_report(config, &resolved, label, outcome, chat_setup);
     if !config.no_save {
         let path = report.write_json(&config.out)?;
@@ -407,21 +407,19 @@ impl Coordinator {
                 let window_secs = (now.saturating_sub(measure_ns)) as f64 / 1e9;
                 let server_end = cfg_server_sample(cfg);
                 let server = match (cfg_server_pid(cfg), server_begin, server_end) {
-                    (Some(pid), Some((_, Some(b))), Some(e)) => Some(ProcessFigures {
-                        pid,
-                        cpu_percent: 100.0 * (e.cpu_secs - b.cpu_secs) / window_secs.max(1e-9),
-                        rss_bytes: e.rss_bytes,
-                        rss_peak_bytes: server_peak.max(e.rss_bytes),
-                    }),
+                    (Some(pid), Some((_, Some(b))), Some(e)) => {
+                        Some(ProcessFigures::over(pid, b, e, window_secs, server_peak))
+                    }
                     _ => None,
                 };
                 let loadgen = match (self_begin, sysinfo::sample_self()) {
-                    (Some(b), Some(e)) => Some(ProcessFigures {
-                        pid: std::process::id(),
-                        cpu_percent: 100.0 * (e.cpu_secs - b.cpu_secs) / window_secs.max(1e-9),
-                        rss_bytes: e.rss_bytes,
-                        rss_peak_bytes: e.rss_bytes,
-                    }),
+                    (Some(b), Some(e)) => Some(ProcessFigures::over(
+                        std::process::id(),
+                        b,
+                        e,
+                        window_secs,
+                        0,
+                    )),
                     _ => None,
                 };
                 server_cache = Some((server, loadgen));

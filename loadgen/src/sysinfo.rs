@@ -149,6 +149,12 @@ pub fn utc_stamp() -> (String, String) {
     )
 }
 
+/// The current UTC time as a report's `started_utc` (`YYYY-MM-DDTHH:MM:SSZ`).
+pub fn utc_started() -> String {
+    let (date, time) = utc_stamp();
+    format!("{date}T{}:{}:{}Z", &time[0..2], &time[2..4], &time[4..6])
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
