@@ -19,6 +19,7 @@
 //! - [`report`]: the per-run report, its JSON and its human summary.
 //! - [`sysinfo`]: machine, git revision and `/proc` samples.
 //! - [`compare`]: runs the scenario set against the engine, nats-server and Redis.
+//! - [`js`]: `loadgen js`, JetStream's confirmed publishes and pull-consumer drain.
 //! - [`svg`]: the hand-written latency-percentile plot.
 //! - [`limits`]: every cap and default, with its reason.
 //!
@@ -30,6 +31,7 @@
 pub mod chat;
 pub mod compare;
 pub mod config;
+pub mod js;
 pub mod limits;
 pub mod payload;
 pub mod report;
@@ -71,6 +73,10 @@ pub enum Error {
     /// The chat rooms could not be set up (`--chat`).
     #[error("chat setup: {0}")]
     Chat(String),
+    /// A JetStream request failed, was refused, or the measurement went wrong
+    /// (`loadgen js`).
+    #[error("jetstream: {0}")]
+    Js(String),
     /// A load-generator thread stopped unexpectedly.
     #[error("a load-generator thread stopped: {0}")]
     Thread(String),
@@ -189,7 +195,7 @@ fn default_label(r: &config::Resolved) -> String {
 }
 
 /// Raises the soft open-file limit to `need`, or explains why it cannot.
-fn raise_file_limit(need: u64, say: &dyn Fn(String)) -> Result<(), Error> {
+pub(crate) fn raise_file_limit(need: u64, say: &dyn Fn(String)) -> Result<(), Error> {
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
     if soft >= need {
         return Ok(());
