@@ -1,8 +1,9 @@
 //! `loadgen js` end to end.
 //!
-//! - Publish mode against the engine started in-process with JetStream (memory stream): the
-//!   confirmed publishes the report counts are exactly the messages `STREAM.INFO` says the
-//!   stream holds, asked over a separate raw connection.
+//! - Publish mode against the engine started in-process with JetStream (a memory stream, and
+//!   a file stream with `--fsync always`): the confirmed publishes the report counts are
+//!   exactly the messages `STREAM.INFO` says the stream holds, asked over a separate raw
+//!   connection.
 //! - PubAck errors: publishes no stream captures are answered with a 503 status; the run
 //!   fails loudly, or records them with `--allow-errors`.
 //! - Consume mode needs consumers, which the engine does not have yet: it runs against
@@ -37,11 +38,14 @@ fn scratch_dir(what: &str) -> PathBuf {
 }
 
 fn engine_with_jetstream() -> engine::server::ServerHandle {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let config = engine::config::Config {
+    engine_with(engine::config::Config {
         jetstream: true,
         ..engine::config::Config::default()
-    };
+    })
+}
+
+fn engine_with(config: engine::config::Config) -> engine::server::ServerHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     engine::server::spawn(listener, config).expect("start the engine in-process")
 }
 
@@ -174,6 +178,22 @@ fn engine_confirmed_publishes_are_exactly_the_stream() {
     let handle = engine_with_jetstream();
     publish_and_check_exact_count(handle.local_addr(), Storage::Memory);
     handle.shutdown().expect("engine shuts down");
+}
+
+/// The same exact count on a file stream, every confirm after an fsync.
+#[test]
+fn engine_file_stream_confirmed_publishes_are_exactly_the_stream() {
+    let _alone = one_run_at_a_time();
+    let data = scratch_dir("engine-data");
+    let handle = engine_with(engine::config::Config {
+        jetstream: true,
+        data_dir: Some(data.clone()),
+        fsync: engine::store::FsyncPolicy::Always,
+        ..engine::config::Config::default()
+    });
+    publish_and_check_exact_count(handle.local_addr(), Storage::File);
+    handle.shutdown().expect("engine shuts down");
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]
