@@ -21,24 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-install_if_missing() {
-    local bin=$1 package=$2
-    if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ] && [ ! -x "/usr/bin/$bin" ]; then
-        echo "compare.sh: $bin not found; installing the Debian package $package" >&2
-        local sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo=sudo
-        $sudo apt-get update -q
-        $sudo apt-get install -y -q "$package"
-    fi
-}
-
-find_bin() {
-    local bin=$1
-    if command -v "$bin" >/dev/null 2>&1; then command -v "$bin"
-    elif [ -x "/usr/sbin/$bin" ]; then echo "/usr/sbin/$bin"
-    else echo "/usr/bin/$bin"
-    fi
-}
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
 
 install_if_missing nats-server nats-server
 install_if_missing redis-server redis-server

@@ -19,6 +19,7 @@
 //! - [`report`]: the per-run report, its JSON and its human summary.
 //! - [`sysinfo`]: machine, git revision and `/proc` samples.
 //! - [`compare`]: runs the scenario set against the engine, nats-server and Redis.
+//! - [`js`]: `loadgen js`, JetStream's confirmed publishes and pull-consumer drain.
 //! - [`svg`]: the hand-written latency-percentile plot.
 //! - [`limits`]: every cap and default, with its reason.
 //!
@@ -30,6 +31,7 @@
 pub mod chat;
 pub mod compare;
 pub mod config;
+pub mod js;
 pub mod limits;
 pub mod payload;
 pub mod report;
@@ -71,6 +73,10 @@ pub enum Error {
     /// The chat rooms could not be set up (`--chat`).
     #[error("chat setup: {0}")]
     Chat(String),
+    /// A JetStream request failed, was refused, or the measurement went wrong
+    /// (`loadgen js`).
+    #[error("jetstream: {0}")]
+    Js(String),
     /// A load-generator thread stopped unexpectedly.
     #[error("a load-generator thread stopped: {0}")]
     Thread(String),
@@ -91,7 +97,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     };
     let conns = resolved.users + resolved.publishers;
     raise_file_limit(conns as u64 + limits::SPARE_FDS, &say)?;
-    let (date, time) = sysinfo::utc_stamp();
+    let started = sysinfo::utc_started();
     let label = config
         .label
         .clone()
@@ -160,7 +166,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     let outcome = coordinator.drive(&resolved, clock, connect_began, &say);
     coordinator.stop();
     let mut outcome = outcome?;
-    outcome.started = format!("{date}T{}:{}:{}Z", &time[0..2], &time[2..4], &time[4..6]);
+    outcome.started = started;
     let report = build_report(config, &resolved, label, outcome, chat_setup);
     if !config.no_save {
         let path = report.write_json(&config.out)?;
@@ -189,7 +195,7 @@ fn default_label(r: &config::Resolved) -> String {
 }
 
 /// Raises the soft open-file limit to `need`, or explains why it cannot.
-fn raise_file_limit(need: u64, say: &dyn Fn(String)) -> Result<(), Error> {
+pub(crate) fn raise_file_limit(need: u64, say: &dyn Fn(String)) -> Result<(), Error> {
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
     if soft >= need {
         return Ok(());
@@ -407,21 +413,19 @@ impl Coordinator {
                 let window_secs = (now.saturating_sub(measure_ns)) as f64 / 1e9;
                 let server_end = cfg_server_sample(cfg);
                 let server = match (cfg_server_pid(cfg), server_begin, server_end) {
-                    (Some(pid), Some((_, Some(b))), Some(e)) => Some(ProcessFigures {
-                        pid,
-                        cpu_percent: 100.0 * (e.cpu_secs - b.cpu_secs) / window_secs.max(1e-9),
-                        rss_bytes: e.rss_bytes,
-                        rss_peak_bytes: server_peak.max(e.rss_bytes),
-                    }),
+                    (Some(pid), Some((_, Some(b))), Some(e)) => {
+                        Some(ProcessFigures::over(pid, b, e, window_secs, server_peak))
+                    }
                     _ => None,
                 };
                 let loadgen = match (self_begin, sysinfo::sample_self()) {
-                    (Some(b), Some(e)) => Some(ProcessFigures {
-                        pid: std::process::id(),
-                        cpu_percent: 100.0 * (e.cpu_secs - b.cpu_secs) / window_secs.max(1e-9),
-                        rss_bytes: e.rss_bytes,
-                        rss_peak_bytes: e.rss_bytes,
-                    }),
+                    (Some(b), Some(e)) => Some(ProcessFigures::over(
+                        std::process::id(),
+                        b,
+                        e,
+                        window_secs,
+                        0,
+                    )),
                     _ => None,
                 };
                 server_cache = Some((server, loadgen));

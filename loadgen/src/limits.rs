@@ -58,3 +58,38 @@ pub const MAX_DEFAULT_WINDOW_MESSAGES: u64 = 2048;
 /// A loopback server answers in well under a millisecond; this only bounds a server that
 /// never answers (no chat layer, or a peer that is not the engine).
 pub const CHAT_REPLY_TIMEOUT_SECS: u64 = 10;
+
+/// Longest wait for the answer to a JetStream API request (`loadgen js`), in seconds. A
+/// loopback server answers in well under a millisecond, a file stream's create or delete
+/// in a few; this only bounds a server that never answers.
+pub const JS_REQUEST_TIMEOUT_SECS: u64 = 10;
+
+/// How long `loadgen js` waits with PubAcks (or pulled messages) outstanding and nothing
+/// arriving before it gives up, in seconds. A healthy server confirms within milliseconds
+/// even under `--fsync always`; five seconds of silence means it stopped answering.
+pub const JS_STALL_SECS: u64 = 5;
+
+/// Default byte cap of the stream `loadgen js` creates (`--max-bytes`): 1 GiB, about 10 s
+/// of 128 B messages at 800k/s. docs/streams.md: a stream without a cap grows until the
+/// server runs out of memory; with the cap, old messages are discarded instead.
+pub const JS_DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// `max_ack_pending` of the consumer `loadgen js --mode consume` creates: far above
+/// `--batch` × `--pulls`, so the consumer never waits for its own acks to be processed
+/// (the server's default would apply otherwise, and differs between servers).
+pub const JS_MAX_ACK_PENDING: u64 = 65_536;
+
+/// `ack_wait` of that consumer, in nanoseconds (30 s, the NATS default): every message is
+/// acked at once, so a redelivery during a drain means an ack was lost.
+pub const JS_ACK_WAIT_NS: u64 = 30_000_000_000;
+
+/// `expires` of each pull request, in nanoseconds: a request the stream cannot fill ends
+/// with a 408 after one second and is sent again.
+pub const JS_PULL_EXPIRES_NS: u64 = 1_000_000_000;
+
+/// Unsent bytes past which the JetStream publisher waits for the socket instead of queueing
+/// more (a window of 1024 × 128 B is ~200 KiB of frames).
+pub const JS_HIGH_WATER_BYTES: usize = 512 * 1024;
+
+/// PubAck or pull errors whose text a JetStream report keeps (all are counted).
+pub const JS_ERRORS_KEPT: usize = 8;

@@ -1,11 +1,13 @@
 //! The `loadgen` binary: parses the command line and calls the library.
 //!
 //! `loadgen [run] [flags]` runs one scenario (`run` is the default, so `loadgen --users 10000`
-//! works); `loadgen compare` runs the scenario set against the engine, nats-server and Redis.
+//! works); `loadgen compare` runs the scenario set against the engine, nats-server and Redis;
+//! `loadgen js` measures JetStream (confirmed publishes, or a pull consumer's drain).
 
 use clap::{Parser, Subcommand};
 
 use loadgen::compare::CompareArgs;
+use loadgen::js::JsArgs;
 use loadgen::Config;
 
 /// Open-loop fan-out load generator for NATS-protocol servers and Redis pub/sub.
@@ -24,6 +26,9 @@ enum Cmd {
     Run(Config),
     /// Run the scenario set against the engine, nats-server and Redis.
     Compare(CompareArgs),
+    /// Measure JetStream: confirmed publishes with W acks in flight, or a pull consumer's
+    /// drain with explicit acks.
+    Js(JsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +43,11 @@ fn main() -> anyhow::Result<()> {
             loadgen::compare::compare(&args, &command_line.join(" "))?;
         }
         Some(Cmd::Run(config)) => run(config, command_line)?,
+        Some(Cmd::Js(mut args)) => {
+            args.command_line = command_line;
+            let report = loadgen::js::run(&args)?;
+            print!("{}", report.summary());
+        }
         None => run(cli.run, command_line)?,
     }
     Ok(())

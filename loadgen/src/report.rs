@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::chat::ChatSetup;
 use crate::config::Resolved;
 use crate::stats::{LatencySummary, PercentileRow};
-use crate::sysinfo::{GitInfo, Machine};
+use crate::sysinfo::{GitInfo, Machine, ProcSample};
 use crate::Error;
 
 /// Version of the JSON layout; bump when a field changes meaning.
@@ -169,6 +169,25 @@ pub struct ProcessFigures {
     pub rss_peak_bytes: u64,
 }
 
+impl ProcessFigures {
+    /// A process's figures between two samples `window_secs` apart; `peak_rss_bytes` is the
+    /// largest RSS sampled in between (0 if not sampled).
+    pub fn over(
+        pid: u32,
+        begin: ProcSample,
+        end: ProcSample,
+        window_secs: f64,
+        peak_rss_bytes: u64,
+    ) -> ProcessFigures {
+        ProcessFigures {
+            pid,
+            cpu_percent: 100.0 * (end.cpu_secs - begin.cpu_secs) / window_secs.max(1e-9),
+            rss_bytes: end.rss_bytes,
+            rss_peak_bytes: peak_rss_bytes.max(end.rss_bytes),
+        }
+    }
+}
+
 /// One second of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Second {
@@ -298,30 +317,35 @@ impl Report {
 
     /// Writes the JSON into `dir` as `<date>-<label>-<time>.json`; returns its path.
     pub fn write_json(&self, dir: &Path) -> Result<PathBuf, Error> {
-        std::fs::create_dir_all(dir)?;
-        let (date, time) = crate::sysinfo::utc_stamp();
-        let name: String = self
-            .label
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() || ch == '-' {
-                    ch
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let mut path = dir.join(format!("{date}-{name}-{time}.json"));
-        let mut n = 1;
-        while path.exists() {
-            n += 1;
-            path = dir.join(format!("{date}-{name}-{time}-{n}.json"));
-        }
-        let json =
-            serde_json::to_string_pretty(self).map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        std::fs::write(&path, json + "\n")?;
-        Ok(path)
+        write_json(self, &self.label, dir)
     }
+}
+
+/// Writes `report` as pretty JSON into `dir` as `<date>-<label>-<time>.json` (`-2`, `-3`, …
+/// if taken: results are added, never overwritten); returns its path.
+pub fn write_json<T: Serialize>(report: &T, label: &str, dir: &Path) -> Result<PathBuf, Error> {
+    std::fs::create_dir_all(dir)?;
+    let (date, time) = crate::sysinfo::utc_stamp();
+    let name: String = label
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut path = dir.join(format!("{date}-{name}-{time}.json"));
+    let mut n = 1;
+    while path.exists() {
+        n += 1;
+        path = dir.join(format!("{date}-{name}-{time}-{n}.json"));
+    }
+    let json =
+        serde_json::to_string_pretty(report).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    std::fs::write(&path, json + "\n")?;
+    Ok(path)
 }
 
 /// Formats microseconds with a unit that keeps 3 significant digits readable.

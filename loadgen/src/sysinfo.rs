@@ -5,6 +5,8 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::report::ProcessFigures;
+
 /// Clock ticks per second of `/proc/<pid>/stat` times. `USER_HZ` is 100 on every Linux
 /// architecture this runs on; reading it needs `sysconf`, which would need unsafe code.
 pub const USER_HZ: f64 = 100.0;
@@ -147,6 +149,55 @@ pub fn utc_stamp() -> (String, String) {
         format!("{y:04}-{m:02}-{d:02}"),
         format!("{:02}{:02}{:02}", rem / 3600, (rem / 60) % 60, rem % 60),
     )
+}
+
+/// The current UTC time as a report's `started_utc` (`YYYY-MM-DDTHH:MM:SSZ`).
+pub fn utc_started() -> String {
+    let (date, time) = utc_stamp();
+    format!("{date}T{}:{}:{}Z", &time[0..2], &time[2..4], &time[4..6])
+}
+
+/// CPU time of the server (when its pid is known) and of this process at the start of a
+/// measured window.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    server_pid: Option<u32>,
+    server: Option<ProcSample>,
+    own: Option<ProcSample>,
+}
+
+/// CPU and memory of the server and of this process over a measured window.
+#[derive(Debug, Clone, Default)]
+pub struct WindowCpu {
+    /// The server's (with its pid).
+    pub server: Option<ProcessFigures>,
+    /// This process's.
+    pub loadgen: Option<ProcessFigures>,
+}
+
+impl CpuMark {
+    /// Samples both processes now.
+    pub fn take(server_pid: Option<u32>) -> CpuMark {
+        CpuMark {
+            server_pid,
+            server: server_pid.and_then(sample),
+            own: sample_self(),
+        }
+    }
+
+    /// Samples both again and divides the CPU time used by `window_secs`.
+    pub fn finish(self, window_secs: f64) -> WindowCpu {
+        let server = match (self.server_pid, self.server) {
+            (Some(pid), Some(begin)) => {
+                sample(pid).map(|end| ProcessFigures::over(pid, begin, end, window_secs, 0))
+            }
+            _ => None,
+        };
+        let loadgen = self.own.zip(sample_self()).map(|(begin, end)| {
+            ProcessFigures::over(std::process::id(), begin, end, window_secs, 0)
+        });
+        WindowCpu { server, loadgen }
+    }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
