@@ -395,3 +395,38 @@ fn a_direct_get_answers_with_the_stored_message_and_its_headers() {
     }
     assert_eq!(payload, "hello\r\n");
 }
+
+#[test]
+fn a_work_queue_stream_lets_go_of_each_message_once_it_is_acked() {
+    let server = jetstream(2);
+    let mut c = server.requester();
+    c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    let config =
+        json!({"name": "WQ", "subjects": ["wq"], "storage": "memory", "retention": "workqueue"});
+    c.request_json("$JS.API.STREAM.CREATE.WQ", &config);
+    for i in 0..5 {
+        c.send(format!("PUB wq _INBOX.t 2\r\nj{i}\r\n").as_bytes());
+        c.read_msg();
+    }
+    let created = c.request_json(
+        "$JS.API.CONSUMER.DURABLE.CREATE.WQ.W",
+        &json!({"stream_name": "WQ", "config": {"durable_name": "W", "ack_policy": "explicit"}}),
+    );
+    assert_eq!(created["name"], json!("W"), "{created}");
+    c.send(b"PUB $JS.API.CONSUMER.MSG.NEXT.WQ.W _INBOX.q 11\r\n{\"batch\":3}\r\n");
+    let mut acks = Vec::new();
+    for i in 0..3 {
+        let (_, reply, payload) = c.read_msg_with_reply();
+        assert_eq!(payload, format!("j{i}").into_bytes());
+        acks.push(reply.expect("an ack subject"));
+    }
+    for ack in acks {
+        c.send(format!("PUB {ack} _INBOX.t 4\r\n+ACK\r\n").as_bytes());
+        let (_, confirm) = c.read_msg();
+        assert!(confirm.is_empty());
+    }
+    let info = c.request_json("$JS.API.STREAM.INFO.WQ", &Value::Null);
+    assert_eq!(info["state"]["messages"], json!(2), "{info}");
+    assert_eq!(info["state"]["first_seq"], json!(4), "{info}");
+}
