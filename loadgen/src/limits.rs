@@ -76,8 +76,9 @@ pub const JS_DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
 /// `max_ack_pending` of the consumer `loadgen js --mode consume` creates: far above
 /// `--batch` × `--pulls`, so the consumer never waits for its own acks to be processed
-/// (the server's default would apply otherwise, and differs between servers).
-pub const JS_MAX_ACK_PENDING: u64 = 65_536;
+/// (the server's default would apply otherwise, and differs between servers), and within
+/// the engine's cap per consumer (20,000; nats-server has none).
+pub const JS_MAX_ACK_PENDING: u64 = 20_000;
 
 /// `ack_wait` of that consumer, in nanoseconds (30 s, the NATS default): every message is
 /// acked at once, so a redelivery during a drain means an ack was lost.
