@@ -465,6 +465,27 @@ impl Worker {
         }
     }
 
+    /// The instant the earliest consumer timer is due, if any (the loop parks no longer).
+    pub(super) fn js_deadline(&self) -> Option<std::time::Instant> {
+        let at = self.js.as_ref()?.consumer_deadline()?;
+        let wait = u64::try_from(at.saturating_sub(unix_nanos())).unwrap_or(0);
+        Some(std::time::Instant::now() + std::time::Duration::from_nanos(wait))
+    }
+
+    /// Runs the consumer timers that are due (a NAK's delay, a pull's expiry, a
+    /// redelivery): precisely when they are due, not on the next tick.
+    pub(super) fn run_js_timers(&mut self) -> bool {
+        let due = self
+            .js
+            .as_ref()
+            .and_then(|js| js.consumer_deadline())
+            .is_some_and(|at| at <= unix_nanos());
+        if due {
+            self.tick_consumers();
+        }
+        due
+    }
+
     /// Consumers' timers and push consumers' interest (called from the tick).
     pub(super) fn tick_consumers(&mut self) {
         let Some(js) = self.js.as_mut() else {

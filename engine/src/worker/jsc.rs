@@ -25,6 +25,8 @@ pub(super) struct Consumers {
     by_stream: BTreeMap<String, BTreeMap<String, Consumer>>,
     effects: Vec<Effect>,
     next_ephemeral: u64,
+    /// No consumer has a timer due before this (unix ns); it may be early, never late.
+    next_timer: Option<i64>,
 }
 
 impl JetStream {
@@ -163,8 +165,14 @@ impl JetStream {
         }
     }
 
+    /// When the next consumer timer (a pull's expiry, a redelivery, a heartbeat) is due.
+    pub(super) fn consumer_deadline(&self) -> Option<i64> {
+        self.consumers.next_timer
+    }
+
     /// Expiries, redeliveries and heartbeats that are due, and push consumers' interest.
     pub(super) fn consumers_tick(&mut self, now: i64, has_interest: impl Fn(&[u8]) -> bool) {
+        self.consumers.next_timer = None;
         let mut due = Vec::new();
         for (stream, cs) in &self.consumers.by_stream {
             for (name, c) in cs {
@@ -387,6 +395,10 @@ impl JetStream {
         };
         let mut effects = std::mem::take(&mut self.consumers.effects);
         op(c, s, now.max(0) as u64, &mut effects);
+        if let Some(at) = c.poll_timeout() {
+            let at = i64::try_from(at).unwrap_or(i64::MAX);
+            self.consumers.next_timer = Some(self.consumers.next_timer.map_or(at, |t| t.min(at)));
+        }
         let durable = (!c.config().durable_name.is_empty()).then_some(name);
         self.carry_out(stream, durable, &mut effects);
         self.consumers.effects = effects;

@@ -106,16 +106,20 @@ impl Worker {
         self.close_due(now);
     }
 
-    /// When the loop must wake at the latest: the next tick, or lame-duck mode's next close or
-    /// flush deadline if sooner.
+    /// When the loop must wake at the latest: the next tick, or a JetStream consumer's timer
+    /// or lame-duck mode's next close or flush deadline if sooner.
     pub(super) fn park_until(&self) -> Instant {
+        let next = match self.js_deadline() {
+            Some(at) => at.min(self.next_tick),
+            None => self.next_tick,
+        };
         let Some(d) = &self.lame_duck else {
-            return self.next_tick;
+            return next;
         };
         [d.next_close, d.flushing.first().map(|&(_, at)| at)]
             .into_iter()
             .flatten()
-            .fold(self.next_tick, Instant::min)
+            .fold(next, Instant::min)
     }
 
     /// Steps 1 and 2 of the module doc. False while this worker waits for worker 0 to close

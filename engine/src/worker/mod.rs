@@ -314,6 +314,9 @@ impl Worker {
                 self.on_tick(now);
                 self.end_of_batch();
             }
+            if self.run_js_timers() {
+                self.end_of_batch();
+            }
             self.poll_lame_duck(now);
             let timeout = if self.busy() {
                 Some(Duration::ZERO)
