@@ -172,6 +172,17 @@ impl Batch {
         }
     }
 
+    /// An empty batch reported under `token`, with room for `records` records of `bytes`
+    /// bytes in all (a producer that fills one batch per loop iteration passes the last
+    /// one's size, so a steady load does not regrow the buffers every iteration).
+    pub fn with_capacity(token: u64, bytes: usize, records: usize) -> Batch {
+        Batch {
+            token,
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
     /// Adds a record: 1 to [`limits::MAX_RECORD_BYTES`] bytes, else
     /// [`LogError::RecordSize`] and the batch is unchanged.
     pub fn push(&mut self, record: &[u8]) -> Result<(), LogError> {

@@ -212,7 +212,14 @@ impl JsLog {
         let Some(committer) = &self.committer else {
             return;
         };
-        let batch = std::mem::replace(&mut self.batch, Batch::new(self.next_token + 1));
+        // The next batch gets this one's size (capped): one allocation per iteration, not a
+        // regrowth per doubling.
+        let next = Batch::with_capacity(
+            self.next_token + 1,
+            self.batch.bytes().min(limits::COMMIT_QUEUE_BYTES as usize),
+            self.batch.len(),
+        );
+        let batch = std::mem::replace(&mut self.batch, next);
         match committer.try_submit(batch) {
             Ok(()) => {
                 self.in_flight += 1;
