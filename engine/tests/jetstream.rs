@@ -430,3 +430,28 @@ fn a_work_queue_stream_lets_go_of_each_message_once_it_is_acked() {
     assert_eq!(info["state"]["messages"], json!(2), "{info}");
     assert_eq!(info["state"]["first_seq"], json!(4), "{info}");
 }
+
+#[test]
+fn a_pull_request_whose_requester_stopped_listening_gets_nothing() {
+    let server = jetstream(2);
+    let mut c = server.requester();
+    let config = json!({"name": "P", "subjects": ["p"], "storage": "memory"});
+    c.request_json("$JS.API.STREAM.CREATE.P", &config);
+    c.request_json(
+        "$JS.API.CONSUMER.DURABLE.CREATE.P.D",
+        &json!({"stream_name": "P", "config": {"durable_name": "D", "ack_policy": "explicit"}}),
+    );
+    // A fetch on an inbox that is then given up, before anything is stored.
+    c.send(b"SUB _INBOX.gone 7\r\nPUB $JS.API.CONSUMER.MSG.NEXT.P.D _INBOX.gone 32\r\n{\"batch\":1,\"expires\":9000000000}\r\nUNSUB 7\r\n");
+    c.send(b"PUB p _INBOX.t 1\r\nx\r\n");
+    c.read_msg();
+    let info = c.request_json("$JS.API.CONSUMER.INFO.P.D", &Value::Null);
+    assert_eq!(info["num_pending"], json!(1), "{info}");
+    assert_eq!(info["num_ack_pending"], json!(0), "{info}");
+    assert_eq!(info["delivered"]["stream_seq"], json!(0), "{info}");
+    // And a fetch sent after its inbox was given up, with a message there to take.
+    c.send(b"SUB _INBOX.gone2 8\r\nUNSUB 8\r\nPUB $JS.API.CONSUMER.MSG.NEXT.P.D _INBOX.gone2 11\r\n{\"batch\":1}\r\n");
+    let info = c.request_json("$JS.API.CONSUMER.INFO.P.D", &Value::Null);
+    assert_eq!(info["num_pending"], json!(1), "{info}");
+    assert_eq!(info["delivered"]["stream_seq"], json!(0), "{info}");
+}

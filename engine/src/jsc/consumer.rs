@@ -574,6 +574,19 @@ impl Consumer {
         self.pump(now_ns, src, out);
     }
 
+    /// Forgets the waiting pull requests whose reply subject nobody subscribes to any more
+    /// (`has_interest` says who does), as nats-server's `nextWaiting` skips them: a fetch
+    /// its client gave up on must not pull messages into ack-pending. The driver calls it
+    /// before an operation that may deliver.
+    pub fn drop_unwanted_requests(&mut self, has_interest: impl Fn(&[u8]) -> bool) {
+        self.waiting.retain(|w| has_interest(&w.reply));
+    }
+
+    /// Whether pull requests are waiting.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// The consumer is being deleted: every waiting pull request gets `409 Consumer
     /// Deleted`.
     pub fn handle_delete(&mut self, out: &mut Vec<Effect>) {

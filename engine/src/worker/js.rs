@@ -70,6 +70,8 @@ pub(crate) struct JetStream {
     pub(super) started: i64,
     /// The log token the current operation's consumer records are in (0: none).
     pub(super) consumer_wait: u64,
+    /// The server's shared state (the subscription index: who listens where).
+    pub(super) shared: Arc<Shared>,
     /// When the next stream message expires (unix ns), if any does.
     next_expiry: Option<i64>,
 }
@@ -128,6 +130,7 @@ impl JetStream {
             consumers: Default::default(),
             started: unix_nanos(),
             consumer_wait: 0,
+            shared: Arc::clone(shared),
             next_expiry: None,
         };
         if let Some(recovered) = js.log.as_mut().map(JsLog::take_recovered) {
@@ -491,13 +494,7 @@ impl Worker {
         let Some(js) = self.js.as_mut() else {
             return;
         };
-        let sublist = &self.shared.sublist;
-        js.consumers_tick(unix_nanos(), |subject| {
-            let mut sets = Vec::new();
-            sublist.matches(subject, &mut sets);
-            sets.iter()
-                .any(|s| !s.plain.is_empty() || !s.queues.is_empty())
-        });
+        js.consumers_tick(unix_nanos());
     }
 }
 

@@ -17,7 +17,9 @@ use crate::js::stream::Stream;
 use crate::jsc::api::{self as capi, ApiError, ResponseType};
 use crate::jsc::{Consumer, Effect, Retention, StreamCtx};
 use crate::limits;
+use crate::msg::SubRef;
 use crate::subject::Pattern;
+use crate::sublist::Sublist;
 
 /// The consumers of every stream, by stream then consumer name.
 #[derive(Debug, Default)]
@@ -104,6 +106,12 @@ impl JetStream {
             ["LIST", stream] => self.consumer_page(stream, body, true),
             ["MSG", "NEXT", stream, name] => {
                 let reply = reply?;
+                // Nobody listens for the messages (a subscription given up before its
+                // fetch arrived): nats-server skips such a request, so nothing is pulled
+                // into ack-pending for nobody.
+                if !has_interest(&self.shared.sublist, reply) {
+                    return None;
+                }
                 self.drive(stream, name, now, |c, s, now, out| {
                     c.handle_next(reply, body, now, s, out)
                 });
@@ -159,7 +167,15 @@ impl JetStream {
             None => return,
         };
         for name in names {
+            let shared = std::sync::Arc::clone(&self.shared);
             self.drive(stream, &name, now, |c, s, now, out| {
+                // A push consumer learns of its subscriber when it has something to send,
+                // not a tick later (nats-server is told by its sublist at once).
+                let deliver = &c.config().deliver_subject;
+                if !deliver.is_empty() {
+                    let bound = has_interest(&shared.sublist, deliver.as_bytes());
+                    c.handle_interest(bound, now, s, out);
+                }
                 c.handle_stored(now, s, out)
             });
         }
@@ -171,7 +187,7 @@ impl JetStream {
     }
 
     /// Expiries, redeliveries and heartbeats that are due, and push consumers' interest.
-    pub(super) fn consumers_tick(&mut self, now: i64, has_interest: impl Fn(&[u8]) -> bool) {
+    pub(super) fn consumers_tick(&mut self, now: i64) {
         self.consumers.next_timer = None;
         let mut due = Vec::new();
         for (stream, cs) in &self.consumers.by_stream {
@@ -185,7 +201,7 @@ impl JetStream {
         }
         for (stream, name, deliver) in due {
             if !deliver.is_empty() {
-                let bound = has_interest(deliver.as_bytes());
+                let bound = has_interest(&self.shared.sublist, deliver.as_bytes());
                 self.drive(&stream, &name, now, |c, s, now, out| {
                     c.handle_interest(bound, now, s, out)
                 });
@@ -196,10 +212,19 @@ impl JetStream {
                 .get(&stream)
                 .and_then(|cs| cs.get(&name))
                 .and_then(Consumer::poll_timeout);
-            if at.is_some_and(|at| at <= now as u64) {
-                self.drive(&stream, &name, now, |c, s, now, out| {
-                    c.handle_timeout(now, s, out)
-                });
+            match at {
+                Some(at) if at <= now as u64 => {
+                    self.drive(&stream, &name, now, |c, s, now, out| {
+                        c.handle_timeout(now, s, out)
+                    });
+                }
+                // Not due yet: keep its deadline (`drive` records the new ones it makes).
+                Some(at) => {
+                    let at = i64::try_from(at).unwrap_or(i64::MAX);
+                    let next = self.consumers.next_timer.map_or(at, |t| t.min(at));
+                    self.consumers.next_timer = Some(next);
+                }
+                None => {}
             }
         }
     }
@@ -393,6 +418,10 @@ impl JetStream {
         else {
             return;
         };
+        let sublist = &self.shared.sublist;
+        if c.has_waiting() {
+            c.drop_unwanted_requests(|reply| has_interest(sublist, reply));
+        }
         let mut effects = std::mem::take(&mut self.consumers.effects);
         op(c, s, now.max(0) as u64, &mut effects);
         if let Some(at) = c.poll_timeout() {
@@ -445,6 +474,14 @@ impl JetStream {
             }
         }
     }
+}
+
+/// Whether anyone subscribes to `subject` (a pull request's reply, a deliver subject).
+fn has_interest(sublist: &Sublist<SubRef>, subject: &[u8]) -> bool {
+    let mut sets = Vec::new();
+    sublist.matches(subject, &mut sets);
+    sets.iter()
+        .any(|s| !s.plain.is_empty() || !s.queues.is_empty())
 }
 
 /// The stream's subjects as patterns (validated when the stream was made).
