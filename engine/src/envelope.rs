@@ -21,7 +21,8 @@ impl Envelope {
             Envelope::Barrier(_)
             | Envelope::BarrierAck(_)
             | Envelope::Throttle(_)
-            | Envelope::Unthrottle(_) => 0,
+            | Envelope::Unthrottle(_)
+            | Envelope::Interest => 0,
             Envelope::Chat(c) => c.weight(),
         }
     }
@@ -60,6 +61,10 @@ pub enum Envelope {
     Unthrottle(ConnKey),
     /// Chat traffic: requests to a conversation's owner and answers back.
     Chat(Box<ChatEnvelope>),
+    /// To the JetStream owner, from a worker that just added subscriptions while a push
+    /// consumer waited for a subscriber to its deliver subject: look again (nats-server's
+    /// consumers hear of new interest from the sublist at once, not on a timer).
+    Interest,
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ pub fn spawn(listener: TcpListener, mut config: Config) -> io::Result<ServerHand
         next_client_id: AtomicU64::new(1),
         open: AtomicUsize::new(0),
         lame_duck: LameDuck::new(n),
+        js_waiting_interest: AtomicBool::new(false),
     });
 
     let (send_path, send_rings) = send_rings(shared.config.io, n, limits::SEND_RING_ENTRIES)?;

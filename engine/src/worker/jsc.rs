@@ -29,6 +29,8 @@ pub(super) struct Consumers {
     next_ephemeral: u64,
     /// No consumer has a timer due before this (unix ns); it may be early, never late.
     next_timer: Option<i64>,
+    /// Push consumers whose deliver subject nobody subscribes to, by (stream, name).
+    unbound: std::collections::BTreeSet<(String, String)>,
 }
 
 impl JetStream {
@@ -178,7 +180,33 @@ impl JetStream {
                 }
                 c.handle_stored(now, s, out)
             });
+            self.note_binding(stream, &name);
         }
+    }
+
+    /// Records whether push consumer `name` of `stream` has a subscriber, and tells the
+    /// workers whether any push consumer waits for one (`Shared::js_waiting_interest`).
+    fn note_binding(&mut self, stream: &str, name: &str) {
+        let key = (stream.to_owned(), name.to_owned());
+        let deliver = self
+            .consumers
+            .by_stream
+            .get(stream)
+            .and_then(|cs| cs.get(name))
+            .map(|c| c.config().deliver_subject.clone());
+        match deliver {
+            Some(d) if !d.is_empty() && !has_interest(&self.shared.sublist, d.as_bytes()) => {
+                self.consumers.unbound.insert(key);
+            }
+            _ => {
+                self.consumers.unbound.remove(&key);
+            }
+        }
+        let waiting = !self.consumers.unbound.is_empty();
+        // Relaxed: a hint (see `Shared::js_waiting_interest`).
+        self.shared
+            .js_waiting_interest
+            .store(waiting, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// When the next consumer timer (a pull's expiry, a redelivery, a heartbeat) is due.
@@ -205,6 +233,7 @@ impl JetStream {
                 self.drive(&stream, &name, now, |c, s, now, out| {
                     c.handle_interest(bound, now, s, out)
                 });
+                self.note_binding(&stream, &name);
             }
             let at = self
                 .consumers
@@ -231,6 +260,7 @@ impl JetStream {
 
     /// Stream `stream` was deleted: its consumers go, their waiting pulls told so.
     pub(super) fn drop_consumers(&mut self, stream: &str) {
+        self.consumers.unbound.retain(|(s, _)| s != stream);
         if let Some(cs) = self.consumers.by_stream.remove(stream) {
             let mut effects = std::mem::take(&mut self.consumers.effects);
             for (_, mut c) in cs {
@@ -336,6 +366,7 @@ impl JetStream {
         if let Some(mut s) = self.streams.stream_mut(stream) {
             s.set_consumer_count(count);
         }
+        self.note_binding(stream, name);
         capi::response(ResponseType::Delete, Ok(&capi::Deleted { success: true }))
     }
 

@@ -76,6 +76,11 @@ pub(crate) struct Shared {
     pub open: AtomicUsize,
     /// Lame-duck mode's request and progress (see `lame_duck`).
     pub lame_duck: lame_duck::LameDuck,
+    /// Some JetStream push consumer waits for a subscriber to its deliver subject: a worker
+    /// that adds subscriptions tells the JetStream owner (`Envelope::Interest`). Relaxed: a
+    /// hint, set and cleared by the owner only; a stale "no" costs one tick of delay, a
+    /// stale "yes" one needless envelope.
+    pub js_waiting_interest: AtomicBool,
 }
 
 impl Shared {
@@ -415,6 +420,7 @@ impl Worker {
             Envelope::Throttle(conn) => self.handle_throttle(conn),
             Envelope::Unthrottle(conn) => self.handle_unthrottle(conn),
             Envelope::Chat(c) => self.handle_chat_envelope(*c),
+            Envelope::Interest => self.tick_consumers(),
         }
         // Before the next envelope (a barrier among them): a JetStream answer goes out
         // ahead of the PONG of a PING sent after its request.

@@ -2,6 +2,7 @@
 //! UNSUB, PING, …) in order, including the `PING` barrier that makes `PONG` follow every
 //! delivery the connection's earlier publishes made on other workers.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use net::proto::{self, Op, Publish};
@@ -354,6 +355,15 @@ impl Worker {
     pub(super) fn apply_pending_subs(&mut self) {
         if !self.pending_subs.is_empty() {
             self.shared.sublist.apply(self.pending_subs.drain(..));
+            // Relaxed: see `Shared::js_waiting_interest`.
+            if self.shared.js_waiting_interest.load(Ordering::Relaxed) {
+                let crate::router::Route::Worker(owner) = self.router.jetstream();
+                if owner == self.id {
+                    self.tick_consumers();
+                } else {
+                    self.send(owner, Envelope::Interest);
+                }
+            }
         }
     }
 
