@@ -455,3 +455,42 @@ fn a_pull_request_whose_requester_stopped_listening_gets_nothing() {
     assert_eq!(info["num_pending"], json!(1), "{info}");
     assert_eq!(info["delivered"]["stream_seq"], json!(0), "{info}");
 }
+
+#[test]
+fn a_no_wait_pull_stalled_at_max_ack_pending_ends_with_408_at_its_first_heartbeat() {
+    let server = jetstream(2);
+    let mut c = server.requester();
+    c.send(b"SUB _INBOX.r 2\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    c.request_json("$JS.API.STREAM.CREATE.E", &memory_stream("E", &["e.>"]));
+    c.request_json(
+        "$JS.API.CONSUMER.DURABLE.CREATE.E.a",
+        &json!({"stream_name": "E", "config": {"durable_name": "a", "ack_policy": "explicit",
+                "max_ack_pending": 5}}),
+    );
+    for i in 0..10 {
+        c.send(format!("PUB e.{i} _INBOX.t 1\r\nx\r\n").as_bytes());
+        c.read_msg();
+    }
+    let body = r#"{"batch":20,"expires":1900000000,"idle_heartbeat":100000000,"no_wait":true}"#;
+    c.send(
+        format!(
+            "PUB $JS.API.CONSUMER.MSG.NEXT.E.a _INBOX.r {}\r\n{body}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    for i in 0..5 {
+        let (subject, _) = c.read_msg();
+        assert_eq!(subject, format!("e.{i}"));
+    }
+    // Not an idle heartbeat: the request is over.
+    let head = String::from_utf8(c.read_line()).unwrap();
+    assert!(head.starts_with("HMSG _INBOX.r 2 "), "{head:?}");
+    let size: usize = head.split_whitespace().last().unwrap().parse().unwrap();
+    let status = String::from_utf8(c.read_len(size + 2)).unwrap();
+    assert!(
+        status.starts_with("NATS/1.0 408 Request Timeout\r\n"),
+        "{status:?}"
+    );
+}

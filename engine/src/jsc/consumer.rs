@@ -641,6 +641,13 @@ impl Consumer {
                 self.next_heartbeat_ns = Some(now_ns.saturating_add(self.heartbeat_interval()));
             }
         }
+        if self.deliver.is_none() {
+            // On a timer nats-server processes its waiting requests as at the end of the
+            // stream: a `no_wait` request that got part of its batch and then stalled (at
+            // `max_ack_pending`) is finished with `408` at its first heartbeat, not kept
+            // (seen on 2.9.10: five messages, then `408 Request Timeout` 100 ms later).
+            self.process_waiting(now_ns, true, out);
+        }
         self.pump(now_ns, src, out);
     }
 
