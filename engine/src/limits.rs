@@ -264,6 +264,13 @@ pub const JS_LIST_PAGE_STREAMS: usize = 256;
 /// `JSMaxSubjectDetails`.
 pub const JS_INFO_PAGE_SUBJECTS: usize = 100_000;
 
+/// After a write-ahead log batch fails (a full disk, an I/O error), how long file streams
+/// refuse publishes before the next try: each failure makes the owner rebuild its streams
+/// from the log (a replay of everything kept), so retrying per publish would spend the
+/// owner's loop on rebuilds; one second is as long as a client waits for its refusal anyway
+/// and short enough that service resumes promptly once space is back.
+pub const JS_LOG_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Consumers one stream may have (a stream's `max_consumers` may ask for fewer): each holds
 /// its pending acknowledgements (up to `max_ack_pending`) and waiting pulls in the owner's
 /// memory, so their number is bounded like everything else a client can make the server keep.

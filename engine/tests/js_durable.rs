@@ -208,6 +208,83 @@ fn a_durable_consumer_keeps_its_acks_and_position_across_a_restart() {
     assert_eq!(texts, ["m4", "m5", "m6", "m7", "m8", "m9"]);
 }
 
+/// A 1 MiB tmpfs mounted on a fresh directory, unmounted on drop; `None` where this process
+/// may not mount (not root, or in a container without the capability).
+struct FullDisk(DataDir);
+
+impl FullDisk {
+    fn mount() -> Option<FullDisk> {
+        let dir = DataDir::new("js-full");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(FullDisk(dir))
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_publishes_keeps_serving_and_loses_nothing_confirmed() {
+    let Some(disk) = FullDisk::mount() else {
+        eprintln!("skipped: cannot mount a size-limited tmpfs here (needs root)");
+        return;
+    };
+    let publish_all = |c: &mut Client, n: usize| -> (u64, usize) {
+        let payload = "x".repeat(1000);
+        let (mut last, mut refused) = (0, 0);
+        for _ in 0..n {
+            c.send(format!("PUB f _INBOX.t 1000\r\n{payload}\r\n").as_bytes());
+            let (_, ack) = c.read_msg();
+            let ack: Value = serde_json::from_slice(&ack).unwrap();
+            match ack.get("error") {
+                Some(e) => {
+                    assert_eq!(e["err_code"], json!(10023), "{ack}");
+                    refused += 1;
+                }
+                None => {
+                    assert_eq!(refused, 0, "a publish confirmed after a refusal: {ack}");
+                    last = ack["seq"].as_u64().unwrap();
+                }
+            }
+        }
+        (last, refused)
+    };
+    let confirmed = {
+        let server = durable(&disk.0);
+        let mut c = server.requester();
+        let created = c.request_json(
+            "$JS.API.STREAM.CREATE.F",
+            &json!({"name": "F", "subjects": ["f"]}),
+        );
+        assert_eq!(created["did_create"], json!(true), "{created}");
+        // 1 MiB holds about a thousand 1 KB records.
+        let (confirmed, refused) = publish_all(&mut c, 1500);
+        assert!(
+            confirmed > 500 && refused > 0,
+            "{confirmed} confirmed, {refused} refused"
+        );
+        // Still serving, and serving exactly what is on disk.
+        let info = c.request_json("$JS.API.STREAM.INFO.F", &Value::Null);
+        assert_eq!(info["state"]["messages"], json!(confirmed), "{info}");
+        assert_eq!(info["state"]["last_seq"], json!(confirmed), "{info}");
+        confirmed
+    };
+    let server = durable(&disk.0);
+    let mut c = server.requester();
+    let info = c.request_json("$JS.API.STREAM.INFO.F", &Value::Null);
+    assert_eq!(info["state"]["messages"], json!(confirmed), "{info}");
+}
+
 #[test]
 fn no_confirmed_message_is_lost_over_twenty_kill_9_cycles() {
     const CYCLES: usize = 20;

@@ -21,14 +21,16 @@
 //! confirmed. The owner's streams already hold those operations in memory, so they no
 //! longer match the log: once no batch is in flight, the owner closes the log, reopens it
 //! and rebuilds its streams from it (`JsLog::reload`), so what it serves is again exactly
-//! what is durable. Meanwhile, and while the committer's queue is full, a publish to a file
-//! stream is answered `insufficient resources` without being stored, so memory cannot
-//! run ahead of the disk without bound.
+//! what is durable. Meanwhile, for [`limits::JS_LOG_RETRY`] after the failure, and while the
+//! committer's queue is full, a publish to a file stream is answered `insufficient
+//! resources` without being stored, so memory cannot run ahead of the disk without bound and
+//! a full disk costs one rebuild per retry period, not one per publish.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::Shared;
 use crate::js::api::{ApiError, Storage};
@@ -61,6 +63,9 @@ pub(super) struct JsLog {
     file_streams: HashSet<String>,
     /// The streams in memory hold operations the log refused.
     diverged: bool,
+    /// After a failed batch, file streams refuse writes until then, so a full disk costs
+    /// one rebuild per `limits::JS_LOG_RETRY`, not one per publish.
+    retry_at: Option<Instant>,
     /// Scratch for one record's encoding.
     scratch: Vec<u8>,
     /// The durable consumers the last recovery found, for the owner to take.
@@ -120,6 +125,7 @@ impl JsLog {
             failed: BTreeSet::new(),
             file_streams: HashSet::new(),
             diverged: false,
+            retry_at: None,
             scratch: Vec::new(),
             recovered: BTreeMap::new(),
         };
@@ -199,7 +205,8 @@ impl JsLog {
     /// more (its queue is full with this iteration's batch on top, or it refused records
     /// the streams still hold).
     pub(super) fn refuses(&self, stream: &str) -> bool {
-        (self.diverged || self.batch.bytes() as u64 > limits::COMMIT_QUEUE_BYTES)
+        let cooling = self.retry_at.is_some_and(|at| Instant::now() < at);
+        (self.diverged || cooling || self.batch.bytes() as u64 > limits::COMMIT_QUEUE_BYTES)
             && self.file_streams.contains(stream)
     }
 
@@ -239,6 +246,7 @@ impl JsLog {
                     tracing::error!(error = %e, "JetStream write-ahead log refused a batch");
                     self.failed.insert(outcome.token);
                     self.diverged = true;
+                    self.retry_at = Some(Instant::now() + limits::JS_LOG_RETRY);
                 }
             }
         }
