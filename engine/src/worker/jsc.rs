@@ -31,6 +31,8 @@ pub(super) struct Consumers {
     next_timer: Option<i64>,
     /// Push consumers whose deliver subject nobody subscribes to, by (stream, name).
     unbound: std::collections::BTreeSet<(String, String)>,
+    /// The index's generation when waiting pull requests were last checked for listeners.
+    interest_generation: u64,
 }
 
 impl JetStream {
@@ -438,6 +440,23 @@ impl JetStream {
         now: i64,
         op: impl FnOnce(&mut Consumer, &Stream, u64, &mut Vec<Effect>),
     ) {
+        let sublist = &self.shared.sublist;
+        // Waiting pull requests lose their listener only when the index changes: look again
+        // at every consumer's then, not at every operation (an ack is one).
+        let generation = sublist.generation();
+        if generation != self.consumers.interest_generation {
+            self.consumers.interest_generation = generation;
+            for c in self
+                .consumers
+                .by_stream
+                .values_mut()
+                .flat_map(|cs| cs.values_mut())
+            {
+                if c.has_waiting() {
+                    c.drop_unwanted_requests(|reply| has_interest(sublist, reply));
+                }
+            }
+        }
         let Some(s) = self.streams.stream(stream) else {
             return;
         };
@@ -449,10 +468,6 @@ impl JetStream {
         else {
             return;
         };
-        let sublist = &self.shared.sublist;
-        if c.has_waiting() {
-            c.drop_unwanted_requests(|reply| has_interest(sublist, reply));
-        }
         let mut effects = std::mem::take(&mut self.consumers.effects);
         op(c, s, now.max(0) as u64, &mut effects);
         if let Some(at) = c.poll_timeout() {
