@@ -106,6 +106,14 @@ pub struct ServeArgs {
     /// the write; the page cache decides). docs/streams.md says what each risks.
     #[arg(long, default_value = "always")]
     pub fsync: crate::store::FsyncPolicy,
+    /// Bytes all JetStream memory streams may keep together (nats-server's
+    /// `max_memory_store`); a stream or publish past it gets nats-server's errors.
+    #[arg(long, default_value_t = limits::JS_DEFAULT_MAX_MEMORY_BYTES)]
+    pub js_max_memory: u64,
+    /// Bytes all JetStream file streams may keep together (nats-server's `max_file_store`).
+    /// Every kept message is also in memory, so this counts against RAM too.
+    #[arg(long, default_value_t = limits::JS_DEFAULT_MAX_STORAGE_BYTES)]
+    pub js_max_storage: u64,
 }
 
 /// A flag that cannot be turned into a configuration.
@@ -194,6 +202,8 @@ impl ServeArgs {
             jetstream: self.jetstream,
             data_dir: self.data_dir.clone(),
             fsync: self.fsync,
+            js_max_memory: self.js_max_memory,
+            js_max_storage: self.js_max_storage,
         })
     }
 }

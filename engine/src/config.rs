@@ -82,6 +82,10 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
     /// When the write-ahead log syncs before it confirms (`--fsync`).
     pub fsync: crate::store::FsyncPolicy,
+    /// Bytes all JetStream memory streams may keep together (`--js-max-memory`).
+    pub js_max_memory: u64,
+    /// Bytes all JetStream file streams may keep together (`--js-max-storage`).
+    pub js_max_storage: u64,
 }
 
 impl Default for Config {
@@ -107,6 +111,8 @@ impl Default for Config {
             jetstream: false,
             data_dir: None,
             fsync: crate::store::FsyncPolicy::Always,
+            js_max_memory: limits::JS_DEFAULT_MAX_MEMORY_BYTES,
+            js_max_storage: limits::JS_DEFAULT_MAX_STORAGE_BYTES,
         }
     }
 }

@@ -494,3 +494,25 @@ fn a_no_wait_pull_stalled_at_max_ack_pending_ends_with_408_at_its_first_heartbea
         "{status:?}"
     );
 }
+
+#[test]
+fn the_server_wide_limits_come_from_the_flags_and_bound_what_streams_may_reserve() {
+    if against_reference() {
+        return;
+    }
+    let server = start(Config {
+        workers: 2,
+        jetstream: true,
+        js_max_memory: 10_000,
+        ..Config::default()
+    });
+    let mut c = server.requester();
+    let info = c.request_json("$JS.API.INFO", &Value::Null);
+    assert_eq!(info["limits"]["max_memory"], json!(10_000), "{info}");
+    let too_big = json!({"name": "M", "subjects": ["m"], "storage": "memory", "max_bytes": 20_000});
+    let refused = c.request_json("$JS.API.STREAM.CREATE.M", &too_big);
+    assert_eq!(refused["error"]["err_code"], json!(10028), "{refused}");
+    let fits = json!({"name": "M", "subjects": ["m"], "storage": "memory", "max_bytes": 5_000});
+    let created = c.request_json("$JS.API.STREAM.CREATE.M", &fits);
+    assert_eq!(created["did_create"], json!(true), "{created}");
+}

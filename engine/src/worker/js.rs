@@ -108,7 +108,11 @@ impl JetStream {
     /// subscriptions exist.
     pub(crate) fn start(shared: &Arc<Shared>, owner: usize) -> io::Result<JetStream> {
         let config: &Config = &shared.config;
-        let mut streams = Streams::new();
+        let mut streams = Streams::with_limits(crate::js::JsLimits {
+            max_memory: config.js_max_memory,
+            max_storage: config.js_max_storage,
+            ..crate::js::JsLimits::default()
+        });
         let log = match &config.data_dir {
             Some(dir) => Some(JsLog::open(
                 &dir.join("jetstream"),

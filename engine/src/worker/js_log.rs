@@ -274,7 +274,7 @@ impl JsLog {
         if let Some(committer) = self.committer.take() {
             committer.close();
         }
-        *streams = Streams::new();
+        *streams = Streams::with_limits(streams.limits());
         self.file_streams.clear();
         match self.recover(streams) {
             Ok(()) => {
