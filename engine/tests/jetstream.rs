@@ -516,3 +516,41 @@ fn the_server_wide_limits_come_from_the_flags_and_bound_what_streams_may_reserve
     let created = c.request_json("$JS.API.STREAM.CREATE.M", &fits);
     assert_eq!(created["did_create"], json!(true), "{created}");
 }
+
+#[test]
+fn an_interest_stream_keeps_a_message_until_every_consumer_has_acked_it() {
+    let server = jetstream(2);
+    let mut c = server.requester();
+    c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    let config =
+        json!({"name": "I", "subjects": ["i"], "storage": "memory", "retention": "interest"});
+    c.request_json("$JS.API.STREAM.CREATE.I", &config);
+    for name in ["A", "B"] {
+        let created = c.request_json(
+            &format!("$JS.API.CONSUMER.DURABLE.CREATE.I.{name}"),
+            &json!({"stream_name": "I", "config": {"durable_name": name, "ack_policy": "explicit"}}),
+        );
+        assert_eq!(created["name"], json!(name), "{created}");
+    }
+    c.send(b"PUB i _INBOX.t 1\r\nx\r\n");
+    c.read_msg();
+    let mut acks = Vec::new();
+    for name in ["A", "B"] {
+        c.send(
+            format!("PUB $JS.API.CONSUMER.MSG.NEXT.I.{name} _INBOX.q 11\r\n{{\"batch\":1}}\r\n")
+                .as_bytes(),
+        );
+        let (_, reply, _) = c.read_msg_with_reply();
+        acks.push(reply.expect("an ack subject"));
+    }
+    let messages = |c: &mut Client| {
+        c.request_json("$JS.API.STREAM.INFO.I", &Value::Null)["state"]["messages"].clone()
+    };
+    c.send(format!("PUB {} _INBOX.t 4\r\n+ACK\r\n", acks[0]).as_bytes());
+    c.read_msg();
+    assert_eq!(messages(&mut c), json!(1), "kept while B has not acked");
+    c.send(format!("PUB {} _INBOX.t 4\r\n+ACK\r\n", acks[1]).as_bytes());
+    c.read_msg();
+    assert_eq!(messages(&mut c), json!(0), "gone once both have");
+}

@@ -231,8 +231,12 @@ impl JetStream {
         });
     }
 
-    /// A consumer is done with `seq` of `stream` (interest and work-queue retention).
+    /// A consumer is done with `seq` of `stream` (interest and work-queue retention). An
+    /// interest stream lets the message go only once every consumer is done with it.
     pub(super) fn remove_message(&mut self, stream: &str, seq: u64) {
+        if !self.all_consumers_done(stream, seq) {
+            return;
+        }
         let Some(mut s) = self.streams.stream_mut(stream) else {
             return;
         };

@@ -260,6 +260,33 @@ impl JetStream {
         }
     }
 
+    /// Whether no consumer of interest stream `stream` still needs `seq` (any other
+    /// retention: true, the consumer that says so is the only one that counts). A consumer
+    /// is done with a message it has gone past and does not hold pending, or whose subject
+    /// its filter does not take.
+    pub(super) fn all_consumers_done(&self, stream: &str, seq: u64) -> bool {
+        let Some(s) = self.streams.stream(stream) else {
+            return true;
+        };
+        if s.config().retention != StreamRetention::Interest {
+            return true;
+        }
+        let subject = s.msg(seq).map(|m| m.subject.clone());
+        let Some(cs) = self.consumers.by_stream.get(stream) else {
+            return true;
+        };
+        cs.values().all(|c| {
+            let state = c.state();
+            let passed = seq < state.sseq && !state.pending.contains_key(&seq);
+            let filter = &c.config().filter_subject;
+            let wanted = filter.is_empty()
+                || subject.as_deref().is_none_or(|subject| {
+                    Pattern::parse(filter.as_bytes()).is_ok_and(|p| p.matches(subject.as_bytes()))
+                });
+            passed || !wanted
+        })
+    }
+
     /// Stream `stream` was deleted: its consumers go, their waiting pulls told so.
     pub(super) fn drop_consumers(&mut self, stream: &str) {
         self.consumers.unbound.retain(|(s, _)| s != stream);
