@@ -1120,3 +1120,18 @@ fn updates_allowed_and_refused_as_nats_server() {
     h.next("5");
     assert_eq!(delivered(&h.out), [1, 2, 4]);
 }
+
+#[test]
+fn a_waiting_request_nobody_listens_for_is_dropped_and_gets_nothing() {
+    let cfg = serde_json::json!({"durable_name": "D", "ack_policy": "explicit"});
+    let mut h = H::new(stream_of(0), cfg);
+    h.next(r#"{"batch": 1, "expires": 5000000000}"#);
+    assert!(h.c.has_waiting());
+    h.c.drop_unwanted_requests(|reply| reply != b"_INBOX.pull");
+    assert!(!h.c.has_waiting());
+    let now = h.now;
+    h.s.push("s.odd", b"", b"late", now);
+    h.c.handle_stored(now, &h.s.src, &mut h.out);
+    assert_eq!(delivered(&h.out), Vec::<u64>::new());
+    assert_eq!(h.c.info(&h.s.src).num_pending, 1);
+}
