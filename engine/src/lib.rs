@@ -35,6 +35,7 @@
 
 pub mod chat;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod counters;
 pub mod envelope;

@@ -38,6 +38,7 @@ use super::api::{
     StreamState,
 };
 use super::headers;
+use crate::codec::{self, put_bytes, put_varint, CodecError};
 use crate::limits;
 use crate::subject::Pattern;
 
@@ -873,7 +874,7 @@ impl Change {
     /// # Errors
     /// [`DecodeError`] for a truncated or malformed record.
     pub fn decode(bytes: &[u8]) -> Result<Change, DecodeError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader(codec::Reader::new(bytes));
         let tag = r.byte()?;
         let change = match tag {
             TAG_APPEND => Change::Append {
@@ -1303,54 +1304,35 @@ impl<'a> JsHeaders<'a> {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// A change record's field reader: the shared codec's, with its errors as [`DecodeError`].
+struct Reader<'a>(codec::Reader<'a>);
+
+impl From<CodecError> for DecodeError {
+    fn from(e: CodecError) -> DecodeError {
+        match e {
+            CodecError::Truncated => DecodeError::Truncated,
+            CodecError::Overlong => DecodeError::Field,
+        }
+    }
+}
 
 impl<'a> Reader<'a> {
     fn byte(&mut self) -> Result<u8, DecodeError> {
-        let (&b, rest) = self.0.split_first().ok_or(DecodeError::Truncated)?;
-        self.0 = rest;
-        Ok(b)
+        Ok(self.0.byte()?)
     }
 
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(DecodeError::Field)
+        Ok(self.0.varint()?)
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
-        let len = usize::try_from(self.varint()?).map_err(|_| DecodeError::Field)?;
-        if len > self.0.len() {
-            return Err(DecodeError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Ok(head)
+        Ok(self.0.bytes()?)
     }
 
     fn string(&mut self) -> Result<String, DecodeError> {
         let bytes = self.bytes()?;
         String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::Field)
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
 }
 
 /// nats-server's `parseInt64` as a sequence: digits only, else -1 (all ones as u64);

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::codec::{self, put_varint, CodecError};
 use crate::limits;
 
 /// Why bytes did not decode as a record or snapshot.
@@ -208,24 +209,24 @@ impl State {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(MAGIC);
         for v in [self.sseq, self.dseq, self.adflr, self.asflr] {
-            put(out, v);
+            put_varint(out, v);
         }
-        put(
+        put_varint(
             out,
             self.last_delivered_ns.map_or(0, |t| t.saturating_add(1)),
         );
-        put(out, self.last_ack_ns.map_or(0, |t| t.saturating_add(1)));
-        put(out, self.pending.len() as u64);
+        put_varint(out, self.last_ack_ns.map_or(0, |t| t.saturating_add(1)));
+        put_varint(out, self.pending.len() as u64);
         for (&s, p) in &self.pending {
             for v in [s, p.dseq, p.deliveries, p.deadline_ns] {
-                put(out, v);
+                put_varint(out, v);
             }
         }
-        put(out, self.lss.len() as u64);
+        put_varint(out, self.lss.len() as u64);
         for &s in &self.lss {
-            put(out, s);
+            put_varint(out, s);
         }
-        put(out, self.lss_resume);
+        put_varint(out, self.lss_resume);
     }
 
     /// Decodes a snapshot made by [`State::encode`].
@@ -233,7 +234,7 @@ impl State {
     /// # Errors
     /// A [`StateError`] for bytes that are not one whole snapshot within the limits.
     pub fn decode(bytes: &[u8]) -> Result<State, StateError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader(codec::Reader::new(bytes));
         if r.take(MAGIC.len())? != MAGIC {
             return Err(StateError::BadMagic);
         }
@@ -287,7 +288,7 @@ impl StateChange {
             } => {
                 out.push(1);
                 for v in [sseq, dseq, deliveries, deadline_ns, next_sseq, now_ns] {
-                    put(out, v);
+                    put_varint(out, v);
                 }
                 out.push(u8::from(no_ack));
             }
@@ -300,7 +301,7 @@ impl StateChange {
             } => {
                 out.push(2);
                 for v in [from, to, adflr, asflr, now_ns] {
-                    put(out, v);
+                    put_varint(out, v);
                 }
             }
             StateChange::Deadline {
@@ -310,12 +311,12 @@ impl StateChange {
             } => {
                 out.push(3);
                 for v in [sseq, deadline_ns, now_ns] {
-                    put(out, v);
+                    put_varint(out, v);
                 }
             }
             StateChange::Dropped { sseq } => {
                 out.push(4);
-                put(out, sseq);
+                put_varint(out, sseq);
             }
         }
     }
@@ -325,7 +326,7 @@ impl StateChange {
     /// # Errors
     /// A [`StateError`] for bytes that are not exactly one record.
     pub fn decode(bytes: &[u8]) -> Result<StateChange, StateError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader(codec::Reader::new(bytes));
         let tag = r.take(1)?.first().copied().unwrap_or(0);
         let change = match tag {
             1 => StateChange::Delivered {
@@ -359,39 +360,25 @@ impl StateChange {
 
 const MAGIC: &[u8] = b"JSC1";
 
-fn put(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
+/// A consumer record's field reader: the shared codec's, with its errors as [`StateError`].
+struct Reader<'a>(codec::Reader<'a>);
 
-struct Reader<'a>(&'a [u8]);
+impl From<CodecError> for StateError {
+    fn from(e: CodecError) -> StateError {
+        match e {
+            CodecError::Truncated => StateError::Truncated,
+            CodecError::Overlong => StateError::Overlong,
+        }
+    }
+}
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], StateError> {
-        if self.0.len() < n {
-            return Err(StateError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        Ok(self.0.take(n)?)
     }
 
     fn var(&mut self) -> Result<u64, StateError> {
-        let mut v = 0u64;
-        for shift in (0..70).step_by(7) {
-            let b = *self.take(1)?.first().ok_or(StateError::Truncated)?;
-            if shift == 63 && b > 1 {
-                return Err(StateError::Overlong);
-            }
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(StateError::Overlong)
+        Ok(self.0.varint()?)
     }
 
     fn end(&self) -> Result<(), StateError> {
