@@ -37,6 +37,10 @@
 //! came before the report), so the layer above is at-least-once. A clean close syncs under
 //! every policy.
 //!
+//! A reclaim ([`Committer::reclaim_before`]) first syncs whatever was reported unsynced,
+//! so the records that made the old segments unneeded are durable before those go, under
+//! every policy.
+//!
 //! # Failures
 //! A round that fails (a full disk, an I/O error) is rolled back to where it began, and
 //! every batch in it gets the error; nothing reported earlier is touched, and the next
@@ -410,7 +414,9 @@ impl<D: Dir> Thread<D> {
                     self.reclaim();
                     self.commit_round();
                 }
-                Wait::SyncDue => self.sync(),
+                Wait::SyncDue => {
+                    self.sync();
+                }
                 Wait::Closed => break,
             }
         }
@@ -451,6 +457,13 @@ impl<D: Dir> Thread<D> {
         // Relaxed: see `reclaim_before`.
         let before = self.shared.reclaim_before.load(Ordering::Relaxed);
         if before <= self.reclaimed {
+            return;
+        }
+        // What the owner no longer needs is superseded by records it was told are written;
+        // under `interval` and `never` they may not be synced yet, and removing the old
+        // segments first would let one power loss take both. Nothing goes until a sync has
+        // covered what was reported.
+        if self.unsynced && !self.sync() {
             return;
         }
         // Applied once whatever happens: a failure is logged, and the owner's next request
@@ -526,16 +539,23 @@ impl<D: Dir> Thread<D> {
         }
     }
 
-    /// A sync of what was reported unsynced (interval, never, close).
-    fn sync(&mut self) {
+    /// A sync of what was reported unsynced (interval, never, close, a reclaim); whether
+    /// it succeeded.
+    fn sync(&mut self) -> bool {
         // Whatever the result, it is not retried: a failed sync breaks the log.
         self.unsynced = false;
         match self.log.sync() {
-            Ok(()) => self.last_sync = Instant::now(),
-            Err(e) => tracing::error!(
-                error = %e,
-                "write-ahead log: sync failed; batches reported since the last sync may be lost on power loss"
-            ),
+            Ok(()) => {
+                self.last_sync = Instant::now();
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "write-ahead log: sync failed; batches reported since the last sync may be lost on power loss"
+                );
+                false
+            }
         }
     }
 }
@@ -759,6 +779,41 @@ mod tests {
         assert!(seen
             .iter()
             .all(|r| r[..] != *batches[0].records().next().unwrap()));
+    }
+
+    /// Under `never`, a reclaim syncs before it removes anything: what superseded the
+    /// removed records survives the power loss that follows.
+    #[test]
+    fn a_reclaim_under_never_syncs_what_replaces_the_segments_first() {
+        for seed in 0..40 {
+            let dir = SimDir::new(seed);
+            let (log, _) = recover(dir.clone());
+            let (committer, rx) = spawn(log, FsyncPolicy::Never);
+            let mut rng = SplitMix64::new(seed);
+            for token in 0..20 {
+                one(&committer, &rx, batch(token, 3, &mut rng))
+                    .result
+                    .unwrap();
+            }
+            let newest = batch(20, 2, &mut rng);
+            let records: Vec<Vec<u8>> = newest.records().map(<[u8]>::to_vec).collect();
+            let locations = one(&committer, &rx, newest).result.unwrap();
+            committer.reclaim_before(locations[0]);
+            // The next round begins by reclaiming.
+            one(&committer, &rx, batch(21, 1, &mut rng)).result.unwrap();
+            assert!(locations[0].segment > 2, "{locations:?}");
+            let after = dir.crash();
+            let mut names = after.list().unwrap();
+            names.sort();
+            assert_eq!(names[0], format!("{:020}.log", locations[0].segment));
+            let (_, seen) = recover(after);
+            for record in &records {
+                assert!(
+                    seen.contains(record),
+                    "seed {seed}: a record the reclaim kept was lost"
+                );
+            }
+        }
     }
 
     /// One run: batches submitted (sometimes waiting for their reports, so rounds vary)
