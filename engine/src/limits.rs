@@ -328,6 +328,16 @@ pub const COMMIT_QUEUE_BATCHES: usize = 1024;
 /// what a slow disk makes the server hold per log.
 pub const COMMIT_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The most bytes one record of a JetStream checkpoint carries: a checkpoint larger than
+/// this is logged as several parts.
+pub const CHECKPOINT_PART_BYTES: usize = 1024 * 1024;
+
+/// The JetStream owner writes a checkpoint once this many bytes were logged since the last
+/// one, or eight times the last checkpoint's size if that is more (so a checkpoint's cost
+/// stays under an eighth of the log's write volume); the segments before the oldest one a
+/// kept message is in are then removed.
+pub const JS_CHECKPOINT_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Default `ack_wait` of an acknowledged consumer, in nanoseconds: nats-server's
 /// `JsAckWaitDefault` (30 s), which clients rely on when they leave it out.
 pub const JS_DEFAULT_ACK_WAIT_NS: i64 = 30_000_000_000;

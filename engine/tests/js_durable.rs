@@ -285,11 +285,20 @@ fn a_full_disk_refuses_publishes_keeps_serving_and_loses_nothing_confirmed() {
     assert_eq!(info["state"]["messages"], json!(confirmed), "{info}");
 }
 
-#[test]
-fn no_confirmed_message_is_lost_over_twenty_kill_9_cycles() {
-    const CYCLES: usize = 20;
+/// What `kill -9` cycles left: the message numbers confirmed with their sequences, a client
+/// of the server restarted on them (subscribed to `_INBOX.t`), and the stream's info.
+struct AfterCrashes {
+    confirmed: Vec<(usize, u64)>,
+    client: Client,
+    info: Value,
+    _engine: Engine,
+}
+
+/// `cycles` rounds of: start the real binary on `dir`, publish a window of confirmed
+/// messages to stream CRASH (`stream` is its config), `kill -9` after a random number of
+/// acks; then a last start. Each payload is `payload-<n>-` padded to `pad` bytes.
+fn kill_9_cycles(dir: &DataDir, cycles: usize, stream: Value, pad: usize) -> AfterCrashes {
     const WINDOW: usize = 400;
-    let dir = DataDir::new("js-crash");
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
@@ -298,20 +307,16 @@ fn no_confirmed_message_is_lost_over_twenty_kill_9_cycles() {
     let mut rng = Rng(seed);
     let data_dir = dir.path().to_str().unwrap().to_string();
     let args = ["--jetstream", "--data-dir", &data_dir, "--workers", "2"];
-    // Confirmed: message number -> its sequence.
     let mut confirmed: Vec<(usize, u64)> = Vec::new();
     let mut next = 0usize;
-    for cycle in 0..CYCLES {
+    for cycle in 0..cycles {
         let (engine, addr) = Engine::start(&args);
         let mut c = Client::connect(addr);
         c.send(CONNECT_HEADERS);
         c.send(b"SUB _INBOX.t 1\r\nSUB _INBOX.a.* 2\r\nPING\r\n");
         c.expect(b"PONG\r\n");
         if cycle == 0 {
-            let created = c.request_json(
-                "$JS.API.STREAM.CREATE.CRASH",
-                &json!({"name": "CRASH", "subjects": ["crash.*"]}),
-            );
+            let created = c.request_json("$JS.API.STREAM.CREATE.CRASH", &stream);
             assert_eq!(created["did_create"], json!(true), "{created}");
         }
         // A window of confirmed publishes in flight; the kill comes after a random number
@@ -322,7 +327,7 @@ fn no_confirmed_message_is_lost_over_twenty_kill_9_cycles() {
                 &format!("crash.{}", n % 7),
                 &format!("_INBOX.a.{n}"),
                 &format!("msg-{n}"),
-                &format!("payload-{n}"),
+                &padded(n, pad),
             ));
         }
         c.send(&load);
@@ -337,35 +342,204 @@ fn no_confirmed_message_is_lost_over_twenty_kill_9_cycles() {
         engine.kill();
         next += WINDOW;
     }
-
-    let (_engine, addr) = Engine::start(&args);
+    let (engine, addr) = Engine::start(&args);
     let mut c = Client::connect(addr);
     c.send(CONNECT_HEADERS);
     c.send(b"SUB _INBOX.t 1\r\nPING\r\n");
     c.expect(b"PONG\r\n");
     let info = c.request_json("$JS.API.STREAM.INFO.CRASH", &Value::Null);
-    let stored = info["state"]["messages"].as_u64().unwrap();
-    for &(n, seq) in &confirmed {
-        let got = c.request_json("$JS.API.STREAM.MSG.GET.CRASH", &json!({ "seq": seq }));
-        assert_eq!(
-            got["message"]["subject"],
-            json!(format!("crash.{}", n % 7)),
-            "confirmed message {n} (seq {seq}) lost: {got}"
-        );
-        let data = got["message"]["data"].as_str().unwrap();
-        assert_eq!(
-            data,
-            base64(format!("payload-{n}").as_bytes()),
-            "message {n}"
-        );
+    AfterCrashes {
+        confirmed,
+        client: c,
+        info,
+        _engine: engine,
+    }
+}
+
+/// Message `n`'s payload: `payload-<n>-` and `x`s up to `pad` bytes.
+fn padded(n: usize, pad: usize) -> String {
+    let mut p = format!("payload-{n}-");
+    let fill = pad.saturating_sub(p.len());
+    p.extend(std::iter::repeat_n('x', fill));
+    p
+}
+
+/// Asserts that message `n` is stored intact as sequence `seq`.
+fn assert_stored(c: &mut Client, n: usize, seq: u64, pad: usize) {
+    let got = c.request_json("$JS.API.STREAM.MSG.GET.CRASH", &json!({ "seq": seq }));
+    assert_eq!(
+        got["message"]["subject"],
+        json!(format!("crash.{}", n % 7)),
+        "confirmed message {n} (seq {seq}) lost: {got}"
+    );
+    let data = got["message"]["data"].as_str().unwrap();
+    assert_eq!(data, base64(padded(n, pad).as_bytes()), "message {n}");
+}
+
+#[test]
+fn no_confirmed_message_is_lost_over_twenty_kill_9_cycles() {
+    let dir = DataDir::new("js-crash");
+    let stream = json!({"name": "CRASH", "subjects": ["crash.*"]});
+    let mut after = kill_9_cycles(&dir, 20, stream, 0);
+    let stored = after.info["state"]["messages"].as_u64().unwrap();
+    for &(n, seq) in &after.confirmed {
+        assert_stored(&mut after.client, n, seq, 0);
     }
     eprintln!(
-        "{CYCLES} kill -9 cycles: {} confirmed, all found; {stored} stored ({} stored but \
+        "20 kill -9 cycles: {} confirmed, all found; {stored} stored ({} stored but \
          never confirmed, their acks lost with the process)",
-        confirmed.len(),
-        stored - confirmed.len() as u64
+        after.confirmed.len(),
+        stored - after.confirmed.len() as u64
     );
-    assert!(stored >= confirmed.len() as u64);
+    assert!(stored >= after.confirmed.len() as u64);
+}
+
+/// Reads the next frame, which must be an `HMSG` with a reply subject: that subject.
+fn read_hmsg_reply(c: &mut Client) -> String {
+    let line = String::from_utf8(c.read_line()).unwrap();
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        parts[0] == "HMSG" && parts.len() == 6,
+        "not an HMSG with a reply: {line:?}"
+    );
+    let total: usize = parts[5].parse().unwrap();
+    c.read_len(total + 2);
+    parts[3].to_string()
+}
+
+/// Bytes of the files directly in `dir`, and whether the log's segment 1 is among them.
+fn log_files(dir: &Path) -> (u64, bool) {
+    let log = dir.join("jetstream");
+    let mut bytes = 0;
+    let mut first = false;
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let entry = entry.unwrap();
+        bytes += entry.metadata().unwrap().len();
+        first |= entry.file_name() == "00000000000000000001.log";
+    }
+    (bytes, first)
+}
+
+#[test]
+fn checkpoints_reclaim_the_log_and_kill_9_between_them_loses_nothing_kept() {
+    // 20 cycles of 400 messages of 16 KiB: 128 MB through a stream that keeps 1,000, so
+    // checkpoints are taken and old segments removed while the kills come.
+    const PAD: usize = 16 * 1024;
+    const KEEP: u64 = 1000;
+    let dir = DataDir::new("js-crash-reclaim");
+    let stream = json!({"name": "CRASH", "subjects": ["crash.*"], "max_msgs": KEEP});
+    let mut after = kill_9_cycles(&dir, 20, stream, PAD);
+    let state = &after.info["state"];
+    let last = state["last_seq"].as_u64().unwrap();
+    assert_eq!(state["messages"], json!(KEEP.min(last)), "{}", after.info);
+    let kept: Vec<(usize, u64)> = after
+        .confirmed
+        .iter()
+        .copied()
+        .filter(|&(_, seq)| seq + KEEP > last)
+        .collect();
+    assert!(
+        !kept.is_empty(),
+        "no confirmed message among the last {KEEP}"
+    );
+    for &(n, seq) in &kept {
+        assert_stored(&mut after.client, n, seq, PAD);
+    }
+    let (bytes, first) = log_files(dir.path());
+    eprintln!(
+        "reclaiming under kill -9: {} confirmed, {} of them among the {KEEP} kept, all found; \
+         log {bytes} bytes on disk, segment 1 kept: {first}",
+        after.confirmed.len(),
+        kept.len()
+    );
+    assert!(!first, "segment 1 was never reclaimed");
+    assert!(bytes < 100_000_000, "the log holds {bytes} bytes");
+}
+
+#[test]
+fn a_checkpoint_restores_the_same_streams_and_consumers_after_the_log_is_reclaimed() {
+    const PAD: usize = 16 * 1024;
+    let dir = DataDir::new("js-checkpoint");
+    let consumer = |c: &mut Client| {
+        let mut info = c.request_json("$JS.API.CONSUMER.INFO.CP.D", &Value::Null);
+        if let Some(o) = info.as_object_mut() {
+            o.remove("ts");
+        }
+        info
+    };
+    let before = {
+        let server = durable(&dir);
+        let mut c = server.requester();
+        c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
+        c.expect(b"PONG\r\n");
+        let created = c.request_json(
+            "$JS.API.STREAM.CREATE.CP",
+            &json!({"name": "CP", "subjects": ["cp.>"], "max_msgs": 300,
+                    "max_msgs_per_subject": 100, "duplicate_window": 600_000_000_000u64}),
+        );
+        assert_eq!(created["did_create"], json!(true), "{created}");
+        c.request_json(
+            "$JS.API.CONSUMER.DURABLE.CREATE.CP.D",
+            &json!({"stream_name": "CP", "config": {"durable_name": "D",
+                    "ack_policy": "explicit", "ack_wait": 600_000_000_000u64}}),
+        );
+        // 5,000 messages of 16 KiB (80 MB: two checkpoints and more), in rounds, so
+        // the consumer takes and acks some of each round.
+        for round in 0..10 {
+            let mut load = Vec::new();
+            for i in round * 500..(round + 1) * 500 {
+                load.extend(hpub(
+                    &format!("cp.{}", i % 4),
+                    "_INBOX.t",
+                    &format!("id-{i}"),
+                    &padded(i, PAD),
+                ));
+            }
+            c.send(&load);
+            for _ in 0..500 {
+                c.read_msg();
+            }
+            let body = r#"{"batch":3,"expires":2000000000}"#;
+            c.send(
+                format!(
+                    "PUB $JS.API.CONSUMER.MSG.NEXT.CP.D _INBOX.q {}\r\n{body}\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let acks: Vec<String> = (0..3).map(|_| read_hmsg_reply(&mut c)).collect();
+            // The first of each three stays pending.
+            for ack in &acks[1..] {
+                c.send(format!("PUB {ack} _INBOX.t 4\r\n+ACK\r\n").as_bytes());
+                c.read_msg();
+            }
+        }
+        let deleted = c.request_json("$JS.API.STREAM.MSG.DELETE.CP", &json!({"seq": 4990}));
+        assert_eq!(deleted["success"], json!(true), "{deleted}");
+        (snapshot(&mut c, "CP"), consumer(&mut c))
+    };
+    let (bytes, first) = log_files(dir.path());
+    assert!(!first, "segment 1 was never reclaimed");
+    assert!(
+        bytes < 60_000_000,
+        "the log holds {bytes} bytes of 80 MB written"
+    );
+
+    let server = durable(&dir);
+    let mut c = server.requester();
+    c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    let after = (snapshot(&mut c, "CP"), consumer(&mut c));
+    assert_eq!(after.0 .0, before.0 .0);
+    assert_eq!(after.0 .1, before.0 .1);
+    assert_eq!(after.1, before.1);
+    assert_eq!(after.1["num_ack_pending"], json!(10), "{}", after.1);
+    // The de-duplication window came through the checkpoint: a recent id is a duplicate.
+    c.send(&hpub("cp.1", "_INBOX.t", "id-4001", "late"));
+    let (_, ack) = c.read_msg();
+    let ack: Value = serde_json::from_slice(&ack).unwrap();
+    assert_eq!(ack["duplicate"], json!(true), "{ack}");
+    assert_eq!(ack["seq"], json!(4002), "{ack}");
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -391,6 +391,19 @@ impl Streams {
         }
     }
 
+    /// Puts back a stream rebuilt from a checkpoint (replacing one of its name), counting
+    /// its bytes and reservation as a create and its appends would have.
+    pub fn restore(&mut self, stream: Stream) {
+        let storage = stream.config().storage;
+        if stream.config().max_bytes > 0 {
+            *self.reserved.of_mut(storage) += stream.config().max_bytes;
+        }
+        *self.used.of_mut(storage) += stream.bytes();
+        if let Some(old) = self.streams.insert(stream.name().to_owned(), stream) {
+            self.forget(&old);
+        }
+    }
+
     /// Takes a removed stream's bytes and reservation out of the totals.
     fn forget(&mut self, stream: &Stream) {
         let storage = stream.config().storage;

@@ -11,7 +11,19 @@
 //!          config (JSON) | state (State::encode: its snapshot at that point)
 //! delete:  0x05 | stream | consumer
 //! change:  0x06 | stream | consumer | change (StateChange::encode)
+//!
+//! a checkpoint ([`CheckpointRecord`]): a begin, parts of at most
+//! `limits::CHECKPOINT_PART_BYTES`, an end, logged one after another in one batch:
+//! begin:   0x07 | id (varint)
+//! part:    0x08 | the next bytes of the checkpoint's body
+//! end:     0x09 | id (varint) | parts (varint)
+//! body:    items, each a varint length and: 0x01 | Stream::encode_base
+//!                                           0x02 | a consumer upsert, as above
 //! ```
+//!
+//! A checkpoint holds the state of every file stream but its messages' contents, and every
+//! durable consumer of one, as of the point in the log where it ends; recovery can start
+//! there once it has seen the contents of the messages it keeps (`worker::js_log`).
 //!
 //! The log frames and checksums each record (`store::log`), so this encoding carries no
 //! length of its own and trusts nothing: [`decode`] refuses anything malformed with a
@@ -21,11 +33,13 @@
 //! schema to keep in step.
 
 use super::api::StreamConfig;
-use super::stream::{Change, DecodeError};
+use super::stream::{Base, Change, DecodeError, Stream};
 use super::Record;
+use crate::codec::{self, put_bytes, put_varint};
 use crate::jsc::api::ConsumerConfig;
 use crate::jsc::state::StateError;
 use crate::jsc::{State, StateChange};
+use crate::limits;
 
 /// A change to a durable consumer, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +82,139 @@ pub enum Entry {
     Streams(Record),
     /// A change to a durable consumer.
     Consumer(ConsumerRecord),
+    /// A piece of a checkpoint.
+    Checkpoint(CheckpointRecord),
+}
+
+/// A piece of a checkpoint, as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointRecord {
+    /// A checkpoint starts.
+    Begin {
+        /// Its id (they only grow).
+        id: u64,
+    },
+    /// The next bytes of its body.
+    Part(Vec<u8>),
+    /// It is whole: `parts` parts since its begin.
+    End {
+        /// Its id.
+        id: u64,
+        /// How many parts it has.
+        parts: u64,
+    },
+}
+
+/// What a checkpoint's body holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A file stream, without its messages' contents.
+    Stream(Box<Base>),
+    /// A durable consumer (always a [`ConsumerRecord::Upsert`]).
+    Consumer(ConsumerRecord),
+}
+
+/// Builds a checkpoint's body, then logs it as records.
+#[derive(Debug, Default)]
+pub struct CheckpointWriter {
+    body: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl CheckpointWriter {
+    /// An empty checkpoint.
+    pub fn new() -> CheckpointWriter {
+        CheckpointWriter::default()
+    }
+
+    /// Adds a stream.
+    pub fn stream(&mut self, stream: &Stream) {
+        self.scratch.clear();
+        self.scratch.push(ITEM_STREAM);
+        stream.encode_base(&mut self.scratch);
+        put_bytes(&mut self.body, &self.scratch);
+    }
+
+    /// Adds a durable consumer, as its upsert record.
+    pub fn consumer(&mut self, record: &ConsumerRecord) {
+        self.scratch.clear();
+        self.scratch.push(ITEM_CONSUMER);
+        encode_consumer(record, &mut self.scratch);
+        put_bytes(&mut self.body, &self.scratch);
+    }
+
+    /// The body's size so far.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
+    /// Hands the checkpoint's records, in order, to `push`, under `id`.
+    pub fn records(&self, id: u64, mut push: impl FnMut(&[u8])) {
+        let mut record = vec![KIND_CHECKPOINT_BEGIN];
+        put_varint(&mut record, id);
+        push(&record);
+        let mut parts = 0;
+        for part in self.body.chunks(limits::CHECKPOINT_PART_BYTES) {
+            record.clear();
+            record.push(KIND_CHECKPOINT_PART);
+            record.extend_from_slice(part);
+            push(&record);
+            parts += 1;
+        }
+        record.clear();
+        record.push(KIND_CHECKPOINT_END);
+        put_varint(&mut record, id);
+        put_varint(&mut record, parts);
+        push(&record);
+    }
+}
+
+/// Whether a record starting with `kind` is a piece of a checkpoint.
+pub fn is_checkpoint_kind(kind: u8) -> bool {
+    (KIND_CHECKPOINT_BEGIN..=KIND_CHECKPOINT_END).contains(&kind)
+}
+
+/// Reads back a checkpoint's body (its parts, joined).
+pub fn decode_checkpoint(body: &[u8]) -> Result<Vec<Item>, RecordError> {
+    let mut r = codec::Reader::new(body);
+    let mut items = Vec::new();
+    while !r.is_empty() {
+        let item = r.bytes().map_err(|_| RecordError::Truncated)?;
+        let (&kind, rest) = item.split_first().ok_or(RecordError::Truncated)?;
+        items.push(match kind {
+            ITEM_STREAM => Item::Stream(Box::new(Base::decode(rest)?)),
+            ITEM_CONSUMER => match decode_entry(rest)? {
+                Entry::Consumer(upsert @ ConsumerRecord::Upsert { .. }) => Item::Consumer(upsert),
+                _ => return Err(RecordError::Field),
+            },
+            other => return Err(RecordError::Kind(other)),
+        });
+    }
+    Ok(items)
+}
+
+fn decode_checkpoint_record(kind: u8, rest: &[u8]) -> Result<CheckpointRecord, RecordError> {
+    let mut r = codec::Reader::new(rest);
+    let varint = |r: &mut codec::Reader<'_>| r.varint().map_err(|_| RecordError::Truncated);
+    let record = match kind {
+        KIND_CHECKPOINT_BEGIN => CheckpointRecord::Begin {
+            id: varint(&mut r)?,
+        },
+        KIND_CHECKPOINT_PART => return Ok(CheckpointRecord::Part(rest.to_vec())),
+        _ => CheckpointRecord::End {
+            id: varint(&mut r)?,
+            parts: varint(&mut r)?,
+        },
+    };
+    if !r.is_empty() {
+        return Err(RecordError::Field);
+    }
+    Ok(record)
 }
 
 /// Why a log record is not a [`Record`].
@@ -96,6 +243,11 @@ const KIND_STREAM: u8 = 3;
 const KIND_CONSUMER_UPSERT: u8 = 4;
 const KIND_CONSUMER_DELETE: u8 = 5;
 const KIND_CONSUMER_CHANGE: u8 = 6;
+const KIND_CHECKPOINT_BEGIN: u8 = 7;
+const KIND_CHECKPOINT_PART: u8 = 8;
+const KIND_CHECKPOINT_END: u8 = 9;
+const ITEM_STREAM: u8 = 1;
+const ITEM_CONSUMER: u8 = 2;
 
 /// Appends a consumer record's encoding to `out`.
 pub fn encode_consumer(record: &ConsumerRecord, out: &mut Vec<u8>) {
@@ -131,6 +283,9 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, RecordError> {
     let Some((&kind, rest)) = bytes.split_first() else {
         return Err(RecordError::Truncated);
     };
+    if is_checkpoint_kind(kind) {
+        return decode_checkpoint_record(kind, rest).map(Entry::Checkpoint);
+    }
     if !(KIND_CONSUMER_UPSERT..=KIND_CONSUMER_CHANGE).contains(&kind) {
         return decode(bytes).map(Entry::Streams);
     }
@@ -307,11 +462,67 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_checkpoint_reads_back_from_its_records_in_parts() {
+        let mut streams = Streams::new();
+        let mut out = Vec::new();
+        let create = br#"{"name":"S","subjects":["s.>"],"storage":"file"}"#;
+        streams.handle("$JS.API.STREAM.CREATE.S", create, 1, &mut out);
+        // Enough msg ids for a body of several parts.
+        for i in 0..80_000 {
+            let hdrs = format!("NATS/1.0\r\nNats-Msg-Id: id-{i}\r\n\r\n");
+            streams.publish("S", "s.x", hdrs.as_bytes(), b"p", 10 + i, &mut out);
+        }
+        let stream = streams.stream("S").unwrap();
+        let consumer = ConsumerRecord::Upsert {
+            stream: "S".into(),
+            name: "dur".into(),
+            config: Box::new(ConsumerConfig {
+                durable_name: "dur".into(),
+                ..ConsumerConfig::default()
+            }),
+            created: 7,
+            state: Box::default(),
+        };
+        let mut writer = CheckpointWriter::new();
+        writer.stream(stream);
+        writer.consumer(&consumer);
+        let mut records = Vec::new();
+        writer.records(3, |r| records.push(decode_entry(r).unwrap()));
+        assert_eq!(
+            records.first(),
+            Some(&Entry::Checkpoint(CheckpointRecord::Begin { id: 3 }))
+        );
+        let parts = records.len() as u64 - 2;
+        assert!(parts > 1, "{parts} parts");
+        assert_eq!(
+            records.last(),
+            Some(&Entry::Checkpoint(CheckpointRecord::End { id: 3, parts }))
+        );
+        let mut body = Vec::new();
+        for r in &records[1..records.len() - 1] {
+            match r {
+                Entry::Checkpoint(CheckpointRecord::Part(p)) => body.extend_from_slice(p),
+                other => panic!("not a part: {other:?}"),
+            }
+        }
+        let items = decode_checkpoint(&body).unwrap();
+        assert_eq!(items.len(), 2);
+        let Item::Stream(base) = &items[0] else {
+            panic!("{:?}", items[0]);
+        };
+        assert_eq!(base.name(), "S");
+        assert_eq!(base.kept().count(), 80_000);
+        assert_eq!(items[1], Item::Consumer(consumer));
+        assert!(decode_checkpoint(&body[..body.len() - 1]).is_err());
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = decode(&bytes);
             let _ = decode_entry(&bytes);
+            let _ = decode_checkpoint(&bytes);
         }
     }
 }

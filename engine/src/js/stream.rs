@@ -544,32 +544,7 @@ impl Stream {
                 msg_id,
             } => {
                 self.note_msg_id(msg_id, *seq, *time);
-                // A subject already kept shares its name with the new message.
-                let subject: Arc<str> = match self.subjects.get_key_value(subject.as_str()) {
-                    Some((name, _)) => Arc::clone(name),
-                    None => Arc::from(subject.as_str()),
-                };
-                self.bytes += self.stored_size(&subject, headers, payload);
-                if self.msgs.is_empty() {
-                    self.first_seq = *seq;
-                    self.first_ts = Some(*time);
-                }
-                self.last_seq = *seq;
-                self.last_ts = Some(*time);
-                self.subjects
-                    .entry(Arc::clone(&subject))
-                    .or_default()
-                    .insert(*seq);
-                self.msgs.insert(
-                    *seq,
-                    StoredMsg {
-                        seq: *seq,
-                        subject: Arc::clone(&subject),
-                        headers: headers.clone(),
-                        payload: payload.clone(),
-                        time: *time,
-                    },
-                );
+                let subject = self.insert(*seq, subject, headers.clone(), payload.clone(), *time);
                 self.enforce_subject_limit(&subject);
                 self.enforce_count_and_bytes();
             }
@@ -612,6 +587,88 @@ impl Stream {
                 }
                 self.enforce_count_and_bytes();
             }
+        }
+    }
+
+    /// Keeps message `seq` (the newest so far) with no check and no limit enforced; returns
+    /// its subject, shared with the messages already kept on it.
+    fn insert(
+        &mut self,
+        seq: u64,
+        subject: &str,
+        headers: Vec<u8>,
+        payload: Vec<u8>,
+        time: i64,
+    ) -> Arc<str> {
+        let subject: Arc<str> = match self.subjects.get_key_value(subject) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(subject),
+        };
+        self.bytes += self.stored_size(&subject, &headers, &payload);
+        if self.msgs.is_empty() {
+            self.first_seq = seq;
+            self.first_ts = Some(time);
+        }
+        self.last_seq = seq;
+        self.last_ts = Some(time);
+        self.subjects
+            .entry(Arc::clone(&subject))
+            .or_default()
+            .insert(seq);
+        self.msgs.insert(
+            seq,
+            StoredMsg {
+                seq,
+                subject: Arc::clone(&subject),
+                headers,
+                payload,
+                time,
+            },
+        );
+        subject
+    }
+
+    /// The lowest sequence kept, if any message is.
+    pub fn first_kept(&self) -> Option<u64> {
+        self.msgs.first_key_value().map(|(&seq, _)| seq)
+    }
+
+    /// Appends the stream's checkpoint to `out`: everything [`Base::restore`] needs to
+    /// rebuild it except its messages' contents, which stay where the log holds them
+    /// (config, creation time, sequences and times, the de-duplication window and msg
+    /// ids, and which sequences are kept, as runs).
+    pub fn encode_base(&self, out: &mut Vec<u8>) {
+        // A StreamConfig holds strings, numbers and enums only: it always serializes.
+        put_bytes(out, &serde_json::to_vec(&self.config).unwrap_or_default());
+        put_varint(out, self.created as u64);
+        put_varint(out, self.first_seq);
+        put_time(out, self.first_ts);
+        put_varint(out, self.last_seq);
+        put_time(out, self.last_ts);
+        put_bytes(out, self.last_msg_id.as_bytes());
+        put_bytes(out, self.previous_msg_id.as_bytes());
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &seq in self.msgs.keys() {
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == seq => *len += 1,
+                _ => runs.push((seq, 1)),
+            }
+        }
+        put_varint(out, runs.len() as u64);
+        for (start, len) in runs {
+            put_varint(out, start);
+            put_varint(out, len);
+        }
+        put_varint(out, self.dedupe.len() as u64);
+        for (id, &(seq, time)) in &self.dedupe {
+            put_bytes(out, id.as_bytes());
+            put_varint(out, seq);
+            put_varint(out, time as u64);
+        }
+        put_varint(out, self.dedupe_order.len() as u64);
+        for (time, id) in &self.dedupe_order {
+            put_varint(out, *time as u64);
+            put_bytes(out, id.as_bytes());
         }
     }
 
@@ -815,6 +872,95 @@ impl Stream {
             self.last_seq = seq - 1;
         }
         self.reset_first();
+    }
+}
+
+/// A stream read back from its checkpoint ([`Stream::encode_base`]), waiting for the
+/// contents of the messages it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    /// The stream with everything but its messages.
+    empty: Stream,
+    /// The kept sequences, as (first, count) runs, ascending.
+    runs: Vec<(u64, u64)>,
+}
+
+/// A kept message's content, as its append logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// The subject it was published to.
+    pub subject: String,
+    /// Its header block.
+    pub headers: Vec<u8>,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// When it was stored, unix nanoseconds.
+    pub time: i64,
+}
+
+impl Base {
+    /// Reads a checkpoint written by [`Stream::encode_base`]; never panics on any bytes.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for a truncated or malformed checkpoint.
+    pub fn decode(bytes: &[u8]) -> Result<Base, DecodeError> {
+        let mut r = Reader(codec::Reader::new(bytes));
+        let config: StreamConfig =
+            serde_json::from_slice(r.bytes()?).map_err(|_| DecodeError::Field)?;
+        let mut s = Stream::new(config, r.varint()? as i64);
+        s.first_seq = r.varint()?;
+        s.first_ts = r.time()?;
+        s.last_seq = r.varint()?;
+        s.last_ts = r.time()?;
+        s.last_msg_id = r.string()?;
+        s.previous_msg_id = r.string()?;
+        let mut runs = Vec::new();
+        for _ in 0..r.count()? {
+            runs.push((r.varint()?, r.varint()?));
+        }
+        for _ in 0..r.count()? {
+            let id = r.string()?;
+            let seq = r.varint()?;
+            s.dedupe.insert(id, (seq, r.varint()? as i64));
+        }
+        for _ in 0..r.count()? {
+            let time = r.varint()? as i64;
+            s.dedupe_order.push_back((time, r.string()?));
+        }
+        if !r.0.is_empty() {
+            return Err(DecodeError::Trailing);
+        }
+        Ok(Base { empty: s, runs })
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        self.empty.name()
+    }
+
+    /// The sequences it keeps, ascending.
+    pub fn kept(&self) -> impl Iterator<Item = u64> + '_ {
+        self.runs
+            .iter()
+            .flat_map(|&(start, len)| start..start.saturating_add(len))
+    }
+
+    /// The stream, with the content `content` gives for each kept sequence.
+    ///
+    /// # Errors
+    /// The first kept sequence `content` has nothing for.
+    pub fn restore(self, mut content: impl FnMut(u64) -> Option<Content>) -> Result<Stream, u64> {
+        let mut s = self.empty;
+        let (first_seq, first_ts, last_seq, last_ts) =
+            (s.first_seq, s.first_ts, s.last_seq, s.last_ts);
+        for &(start, len) in &self.runs {
+            for seq in start..start.saturating_add(len) {
+                let c = content(seq).ok_or(seq)?;
+                s.insert(seq, &c.subject, c.headers, c.payload, c.time);
+            }
+        }
+        (s.first_seq, s.first_ts, s.last_seq, s.last_ts) = (first_seq, first_ts, last_seq, last_ts);
+        Ok(s)
     }
 }
 
@@ -1333,6 +1479,35 @@ impl<'a> Reader<'a> {
         let bytes = self.bytes()?;
         String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::Field)
     }
+
+    /// A time written by [`put_time`].
+    fn time(&mut self) -> Result<Option<i64>, DecodeError> {
+        Ok(match self.byte()? {
+            0 => None,
+            _ => Some(self.varint()? as i64),
+        })
+    }
+
+    /// A count of entries that each take at least one more byte: never more than are left,
+    /// so a hostile count cannot make a loop run long.
+    fn count(&mut self) -> Result<u64, DecodeError> {
+        let n = self.varint()?;
+        if n > self.0.rest().len() as u64 {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(n)
+    }
+}
+
+/// An optional time: a presence byte, then the time.
+fn put_time(out: &mut Vec<u8>, time: Option<i64>) {
+    match time {
+        None => out.push(0),
+        Some(t) => {
+            out.push(1);
+            put_varint(out, t as u64);
+        }
+    }
 }
 
 /// nats-server's `parseInt64` as a sequence: digits only, else -1 (all ones as u64);
@@ -1784,7 +1959,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn replaying_changes_rebuilds_the_same_state(ops in proptest::collection::vec(op(), 0..60), discard_new in any::<bool>(), memory in any::<bool>(), max in prop_oneof![Just(u64::MAX), 100u64..500]) {
+        fn replaying_changes_rebuilds_the_same_state(ops in proptest::collection::vec(op(), 0..60), discard_new in any::<bool>(), memory in any::<bool>(), max in prop_oneof![Just(u64::MAX), 100u64..500], checkpoint_at in 0usize..60) {
             let discard = if discard_new { "new" } else { "old" };
             let storage = if memory { "memory" } else { "file" };
             let json = format!(r#"{{"name":"P","subjects":["p.*"],"max_bytes":400,"max_age":5000000000,"duplicate_window":2000000000,"discard":"{discard}","storage":"{storage}"}}"#);
@@ -1792,7 +1967,13 @@ mod tests {
             let initial = live.clone();
             let mut log = Vec::new();
             let mut now = T0;
-            for op in ops {
+            let mut checkpoint = None;
+            for (i, op) in ops.into_iter().enumerate() {
+                if i == checkpoint_at {
+                    let mut base = Vec::new();
+                    live.encode_base(&mut base);
+                    checkpoint = Some((base, live.clone(), log.len()));
+                }
                 match op {
                     Op::Publish { subject, id, expect_last, size, dt } => {
                         now += dt * SEC;
@@ -1829,12 +2010,34 @@ mod tests {
                 prop_assert_eq!(&decoded, change);
                 replayed.apply(&decoded);
             }
-            prop_assert_eq!(replayed, live);
+            prop_assert_eq!(&replayed, &live);
+            // A checkpoint taken midway, restored with its kept messages' contents, then
+            // the changes made after it: the same stream again.
+            if let Some((base, then, mark)) = checkpoint {
+                let base = Base::decode(&base).unwrap();
+                let first = then.msgs.keys().next().copied();
+                prop_assert_eq!(base.clone().restore(|_| None).err(), first);
+                prop_assert_eq!(base.kept().collect::<Vec<_>>(), then.msgs.keys().copied().collect::<Vec<_>>());
+                let mut restored = base
+                    .restore(|seq| then.msgs.get(&seq).map(|m| Content {
+                        subject: m.subject.to_string(),
+                        headers: m.headers.clone(),
+                        payload: m.payload.clone(),
+                        time: m.time,
+                    }))
+                    .unwrap();
+                prop_assert_eq!(&restored, &then);
+                for change in &log[mark..] {
+                    restored.apply(change);
+                }
+                prop_assert_eq!(restored, live);
+            }
         }
 
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Change::decode(&bytes);
+            let _ = Base::decode(&bytes);
         }
     }
 }

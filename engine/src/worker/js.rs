@@ -404,6 +404,10 @@ impl Worker {
             return;
         };
         if let Some(log) = &mut js.log {
+            if log.wants_checkpoint() {
+                let consumers = js.consumers.durable(&js.streams);
+                log.checkpoint(&js.streams, &consumers);
+            }
             log.submit();
             log.poll();
             if log.reload(&mut js.streams) {

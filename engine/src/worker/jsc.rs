@@ -14,6 +14,7 @@ use super::js_log::Recovered;
 use crate::js::api::Retention as StreamRetention;
 use crate::js::record::ConsumerRecord;
 use crate::js::stream::Stream;
+use crate::js::Streams;
 use crate::jsc::api::{self as capi, ApiError, ResponseType};
 use crate::jsc::{Consumer, Effect, Retention, StreamCtx};
 use crate::limits;
@@ -33,6 +34,24 @@ pub(super) struct Consumers {
     unbound: std::collections::BTreeSet<(String, String)>,
     /// The index's generation when waiting pull requests were last checked for listeners.
     interest_generation: u64,
+}
+
+impl Consumers {
+    /// Every durable consumer, as the log record of its whole self (for a checkpoint).
+    pub(super) fn durable(&self, streams: &Streams) -> Vec<ConsumerRecord> {
+        let mut records = Vec::new();
+        for (name, consumers) in &self.by_stream {
+            let Some(stream) = streams.stream(name) else {
+                continue;
+            };
+            for c in consumers.values() {
+                if !c.config().durable_name.is_empty() {
+                    records.push(JetStream::upsert(name, c, stream));
+                }
+            }
+        }
+        records
+    }
 }
 
 impl JetStream {
