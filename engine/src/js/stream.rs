@@ -648,10 +648,18 @@ impl Stream {
         put_bytes(out, self.last_msg_id.as_bytes());
         put_bytes(out, self.previous_msg_id.as_bytes());
         let mut runs: Vec<(u64, u64)> = Vec::new();
-        for &seq in self.msgs.keys() {
-            match runs.last_mut() {
-                Some((start, len)) if *start + *len == seq => *len += 1,
-                _ => runs.push((seq, 1)),
+        let span = (self.last_seq + 1).saturating_sub(self.first_seq);
+        if self.msgs.len() as u64 == span {
+            // Nothing deleted inside: one run, without a pass over the messages.
+            if span > 0 {
+                runs.push((self.first_seq, span));
+            }
+        } else {
+            for &seq in self.msgs.keys() {
+                match runs.last_mut() {
+                    Some((start, len)) if *start + *len == seq => *len += 1,
+                    _ => runs.push((seq, 1)),
+                }
             }
         }
         put_varint(out, runs.len() as u64);

@@ -376,6 +376,11 @@ impl Consumer {
         &self.cfg
     }
 
+    /// When it was created, unix ns.
+    pub fn created_ns(&self) -> u64 {
+        self.created_ns
+    }
+
     /// Its recoverable state (what a snapshot encodes).
     pub fn state(&self) -> &State {
         &self.state

@@ -405,7 +405,7 @@ impl Worker {
         };
         if let Some(log) = &mut js.log {
             if log.wants_checkpoint() {
-                let consumers = js.consumers.durable(&js.streams);
+                let consumers = js.consumers.durable();
                 log.checkpoint(&js.streams, &consumers);
             }
             log.submit();

@@ -14,7 +14,6 @@ use super::js_log::Recovered;
 use crate::js::api::Retention as StreamRetention;
 use crate::js::record::ConsumerRecord;
 use crate::js::stream::Stream;
-use crate::js::Streams;
 use crate::jsc::api::{self as capi, ApiError, ResponseType};
 use crate::jsc::{Consumer, Effect, Retention, StreamCtx};
 use crate::limits;
@@ -38,15 +37,12 @@ pub(super) struct Consumers {
 
 impl Consumers {
     /// Every durable consumer, as the log record of its whole self (for a checkpoint).
-    pub(super) fn durable(&self, streams: &Streams) -> Vec<ConsumerRecord> {
+    pub(super) fn durable(&self) -> Vec<ConsumerRecord> {
         let mut records = Vec::new();
         for (name, consumers) in &self.by_stream {
-            let Some(stream) = streams.stream(name) else {
-                continue;
-            };
             for c in consumers.values() {
                 if !c.config().durable_name.is_empty() {
-                    records.push(JetStream::upsert(name, c, stream));
+                    records.push(JetStream::upsert(name, c));
                 }
             }
         }
@@ -98,12 +94,12 @@ impl JetStream {
     }
 
     /// The consumer as a log record of its whole self.
-    fn upsert(stream: &str, c: &Consumer, src: &Stream) -> ConsumerRecord {
+    fn upsert(stream: &str, c: &Consumer) -> ConsumerRecord {
         ConsumerRecord::Upsert {
             stream: stream.to_owned(),
             name: c.name().to_owned(),
             config: Box::new(c.config().clone()),
-            created: u64::try_from(c.info(src).created).unwrap_or(0),
+            created: c.created_ns(),
             state: Box::new(c.state().clone()),
         }
     }
@@ -352,7 +348,7 @@ impl JetStream {
             existing.update(&ctx, req.config)?;
             let info = existing.info(stream);
             let record = (!existing.config().durable_name.is_empty())
-                .then(|| JetStream::upsert(&cs.stream, existing, stream));
+                .then(|| JetStream::upsert(&cs.stream, existing));
             if let Some(record) = record {
                 self.log_consumer(record);
             }
@@ -374,7 +370,7 @@ impl JetStream {
         let c = Consumer::create(&ctx, req.config, &ephemeral, now as u64, stream)?;
         let info = c.info(stream);
         let record = (!c.config().durable_name.is_empty())
-            .then(|| JetStream::upsert(&cs.stream, &c, stream));
+            .then(|| JetStream::upsert(&cs.stream, &c));
         consumers.insert(c.name().to_owned(), c);
         let count = consumers.len() as u64;
         if let Some(mut s) = self.streams.stream_mut(&cs.stream) {
