@@ -74,13 +74,25 @@ pub(crate) struct JetStream {
     pub(super) shared: Arc<Shared>,
     /// When the next stream message expires (unix ns), if any does.
     next_expiry: Option<i64>,
+    /// Failure answers by stream name or answer type ([`JetStream::failure`]); emptied
+    /// whenever the streams change, so it holds at most one per stream and type.
+    failures: HashMap<Box<[u8]>, Arc<[u8]>>,
+    /// Emptied `Outgoing::to` buffers of sent answers, for the next answers (at most
+    /// [`SPARE_SUBJECTS`], each of at most [`SPARE_SUBJECT_BYTES`]): a steady PubAck load
+    /// allocates no subject per publish.
+    spare_subjects: Vec<Vec<u8>>,
 }
+
+/// Sent answers' subject buffers kept for reuse: a window of PubAcks in flight.
+const SPARE_SUBJECTS: usize = 4096;
+/// A subject buffer larger than this is not kept.
+const SPARE_SUBJECT_BYTES: usize = 256;
 
 /// A message the owner publishes: an API answer, a PubAck, a consumer's delivery or status.
 #[derive(Debug)]
 pub(super) struct Outgoing {
     /// The subject it is routed by (the reply subject of the request it answers).
-    pub to: Box<[u8]>,
+    pub to: Vec<u8>,
     /// The subject its MSG line shows, when not `to` (a delivery shows its stored subject).
     pub subject: Option<Box<[u8]>>,
     /// Its reply subject (a delivery's ack subject).
@@ -98,7 +110,7 @@ struct Answer {
     /// The log batch it waits for (0: none).
     wait: u64,
     /// What to send instead if that batch fails (`None`: nothing).
-    failed: Option<Vec<u8>>,
+    failed: Option<Arc<[u8]>>,
 }
 
 impl JetStream {
@@ -136,6 +148,8 @@ impl JetStream {
             consumer_wait: 0,
             shared: Arc::clone(shared),
             next_expiry: None,
+            failures: HashMap::new(),
+            spare_subjects: Vec::new(),
         };
         if let Some(recovered) = js.log.as_mut().map(JsLog::take_recovered) {
             js.restore_consumers(recovered);
@@ -159,6 +173,7 @@ impl JetStream {
     /// Makes the internal subscriptions match the streams' subjects: new streams get theirs,
     /// deleted ones lose them, updated ones are replaced.
     fn sync_captures(&mut self, sublist: &Sublist<SubRef>) {
+        self.failures.clear();
         let mut changes = Vec::new();
         let streams = &self.streams;
         self.captures.retain(|name, (subjects, subs)| {
@@ -206,18 +221,36 @@ impl JetStream {
 
     /// Queues `body` for the reply subject `to` (nothing without one), waiting for log batch
     /// `wait` (0: none), with `failed` to send instead if that batch fails.
-    fn queue(&mut self, to: Option<&[u8]>, body: Vec<u8>, wait: u64, failed: Vec<u8>) {
+    fn queue(&mut self, to: Option<&[u8]>, body: Vec<u8>, wait: u64, failed: Option<Arc<[u8]>>) {
         if let Some(to) = to {
+            let mut buf = self.spare_subjects.pop().unwrap_or_default();
+            buf.extend_from_slice(to);
             let out = Outgoing {
-                to: to.into(),
+                to: buf,
                 subject: None,
                 reply: None,
                 headers: None,
                 body,
             };
-            let failed = (wait != 0).then_some(failed);
+            let failed = failed.filter(|_| wait != 0);
             self.answers.push_back(Answer { out, wait, failed });
         }
+    }
+
+    /// What an operation gets if the log refuses its records ([`failure_answer`]), made
+    /// once per stream (a publish) or answer type (a request) and shared by every answer
+    /// that may need it, so a publish builds no second answer it almost never sends.
+    fn failure(&mut self, kind: u32, sid: &[u8], subject: &[u8]) -> Arc<[u8]> {
+        let key: &[u8] = match kind {
+            KIND_CAPTURE => sid,
+            _ => failure_type(subject).as_bytes(),
+        };
+        if let Some(failure) = self.failures.get(key) {
+            return Arc::clone(failure);
+        }
+        let failure: Arc<[u8]> = failure_answer(kind, sid, subject).into();
+        self.failures.insert(key.into(), Arc::clone(&failure));
+        failure
     }
 
     /// Queues a consumer's message behind everything the log holds so far: it goes once the
@@ -342,7 +375,7 @@ impl Worker {
                 };
                 if js.log.as_ref().is_some_and(|log| log.refuses(name)) {
                     let refused = crate::js::pub_ack(name, Err(insufficient_resources()));
-                    js.queue(view.reply, refused, 0, Vec::new());
+                    js.queue(view.reply, refused, 0, None);
                     return true;
                 }
                 let ack = js.streams.publish(
@@ -375,11 +408,7 @@ impl Worker {
         };
         let wait = wait.max(std::mem::take(&mut js.consumer_wait));
         if let Some(body) = answer {
-            let failed = if wait == 0 {
-                Vec::new()
-            } else {
-                failure_answer(sub.0.conn.gen, &sub.0.sid, view.subject)
-            };
+            let failed = (wait != 0).then(|| js.failure(sub.0.conn.gen, &sub.0.sid, view.subject));
             js.queue(view.reply, body, wait, failed);
         }
         if let Some(name) = stored {
@@ -439,6 +468,14 @@ impl Worker {
             self.shared.sublist.matches(&out.to, &mut scratch);
             let mut owned = None;
             fanout::fan_out(self, &scratch, &view, &mut owned, false);
+            let mut to = out.to;
+            if let Some(js) = self.js.as_mut() {
+                if js.spare_subjects.len() < SPARE_SUBJECTS && to.capacity() <= SPARE_SUBJECT_BYTES
+                {
+                    to.clear();
+                    js.spare_subjects.push(to);
+                }
+            }
         }
         scratch.clear();
         self.scratch = scratch;
@@ -455,7 +492,12 @@ impl Worker {
                 if !ok {
                     let answer = js.answers.pop_front()?;
                     match answer.failed {
-                        Some(body) => return Some(Outgoing { body, ..answer.out }),
+                        Some(body) => {
+                            return Some(Outgoing {
+                                body: body.to_vec(),
+                                ..answer.out
+                            })
+                        }
                         None => continue,
                     }
                 }
@@ -535,22 +577,27 @@ fn refuse_file_storage(subject: &str, body: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
-/// What an operation gets when the log refused its records: a PubAck error for a
-/// publish, the API's error answer (with the answer type of its subject) for a request.
-fn failure_answer(kind: u32, sid: &[u8], subject: &[u8]) -> Vec<u8> {
+/// The answer type of a logged API request's failure, by its subject.
+fn failure_type(subject: &[u8]) -> &'static str {
     use crate::js::api::types;
-    let error = insufficient_resources();
-    if kind == KIND_CAPTURE {
-        return crate::js::pub_ack(&String::from_utf8_lossy(sid), Err(error));
-    }
     let tokens: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
-    let kind = match tokens.get(3..5) {
+    match tokens.get(3..5) {
         Some([b"CREATE", _]) => types::STREAM_CREATE,
         Some([b"UPDATE", _]) => types::STREAM_UPDATE,
         Some([b"DELETE", _]) => types::STREAM_DELETE,
         Some([b"PURGE", _]) => types::STREAM_PURGE,
         _ => types::MSG_DELETE,
-    };
+    }
+}
+
+/// What an operation gets when the log refused its records: a PubAck error for a
+/// publish, the API's error answer (with the answer type of its subject) for a request.
+fn failure_answer(kind: u32, sid: &[u8], subject: &[u8]) -> Vec<u8> {
+    let error = insufficient_resources();
+    if kind == KIND_CAPTURE {
+        return crate::js::pub_ack(&String::from_utf8_lossy(sid), Err(error));
+    }
+    let kind = failure_type(subject);
     format!(
         "{{\"type\":\"{kind}\",\"error\":{{\"code\":{},\"err_code\":{},\"description\":\"{}\"}}}}",
         error.code, error.err_code, error.description

@@ -99,7 +99,13 @@ pub(super) struct JsLog {
     recovered: Recovered,
     /// Where records are, for checkpoints and reclaiming.
     places: Places,
+    /// Spent batches the committer gave back, to fill again (at most [`SPARE_BATCHES`]).
+    spare: Vec<Batch>,
 }
+
+/// Spent batches kept for reuse: one being filled while another is committed needs two;
+/// more only hold memory.
+const SPARE_BATCHES: usize = 2;
 
 /// What the log knows of where its records are (see the module docs).
 #[derive(Debug, Default)]
@@ -214,6 +220,7 @@ impl JsLog {
             scratch: Vec::new(),
             recovered: BTreeMap::new(),
             places: Places::default(),
+            spare: Vec::new(),
         };
         log.recover(streams)?;
         Ok(log)
@@ -368,13 +375,16 @@ impl JsLog {
         let Some(committer) = &self.committer else {
             return;
         };
-        // The next batch gets this one's size (capped): one allocation per iteration, not a
-        // regrowth per doubling.
-        let next = Batch::with_capacity(
-            self.next_token + 1,
-            self.batch.bytes().min(limits::COMMIT_QUEUE_BYTES as usize),
-            self.batch.len(),
-        );
+        // The next batch is a spent one the committer gave back, or gets this one's size
+        // (capped): no allocation per iteration under a steady load.
+        let next = match self.spare.pop() {
+            Some(spent) => spent.reuse(self.next_token + 1),
+            None => Batch::with_capacity(
+                self.next_token + 1,
+                self.batch.bytes().min(limits::COMMIT_QUEUE_BYTES as usize),
+                self.batch.len(),
+            ),
+        };
         let batch = std::mem::replace(&mut self.batch, next);
         match committer.try_submit(batch) {
             Ok(()) => {
@@ -388,6 +398,13 @@ impl JsLog {
     /// Takes the committer's reports.
     pub(super) fn poll(&mut self) {
         while let Ok(committed) = self.reports.try_recv() {
+            for spent in committed.spent {
+                if self.spare.len() < SPARE_BATCHES
+                    && spent.capacity() <= limits::COMMIT_QUEUE_BYTES as usize
+                {
+                    self.spare.push(spent);
+                }
+            }
             for outcome in committed.batches {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 self.reported = self.reported.max(outcome.token);

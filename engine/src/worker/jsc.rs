@@ -369,8 +369,8 @@ impl JetStream {
         };
         let c = Consumer::create(&ctx, req.config, &ephemeral, now as u64, stream)?;
         let info = c.info(stream);
-        let record = (!c.config().durable_name.is_empty())
-            .then(|| JetStream::upsert(&cs.stream, &c));
+        let record =
+            (!c.config().durable_name.is_empty()).then(|| JetStream::upsert(&cs.stream, &c));
         consumers.insert(c.name().to_owned(), c);
         let count = consumers.len() as u64;
         if let Some(mut s) = self.streams.stream_mut(&cs.stream) {
