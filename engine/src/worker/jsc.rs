@@ -541,7 +541,7 @@ impl JetStream {
                     body: Vec::new(),
                 }),
                 Effect::Confirm { to } => self.send(Outgoing {
-                    to: to.into(),
+                    to,
                     subject: None,
                     reply: None,
                     headers: None,
