@@ -62,6 +62,27 @@ impl OpenLoop {
         Some((k, due))
     }
 
+    /// How many ticks are due before `t_ns` (and before the schedule's end): the first
+    /// index whose due time is `t_ns` or later. Computed from the same [`OpenLoop::due_ns`]
+    /// that [`OpenLoop::poll_due`] hands out, so it is exactly the number of ticks a sender
+    /// that keeps up has sent by then (a report's count of scheduled messages in a window
+    /// is `ticks_before(end) - ticks_before(start)`).
+    pub fn ticks_before(&self, t_ns: u64) -> u64 {
+        let t = t_ns.min(self.end_ns);
+        if t <= self.start_ns || !self.period_ns.is_finite() {
+            return 0;
+        }
+        // The estimate can be one off either way after rounding; due_ns decides.
+        let mut k = ((t - self.start_ns) as f64 / self.period_ns).ceil() as u64;
+        while k > 0 && self.due_ns(k - 1) >= t {
+            k -= 1;
+        }
+        while self.due_ns(k) < t {
+            k += 1;
+        }
+        k
+    }
+
     /// Ticks handed out so far.
     pub fn ticks(&self) -> u64 {
         self.next
@@ -194,6 +215,63 @@ mod tests {
         // 3 per second: 0, 333_333_333, 666_666_666, ... tick 3000 lands on exactly 1000 s.
         let s = OpenLoop::new(0, u64::MAX, 3.0);
         assert_eq!(s.due_ns(3000), 1_000_000_000_000);
+    }
+
+    #[test]
+    fn ticks_before_counts_what_poll_due_hands_out() {
+        // 2000/s for 1 s: ticks 0, 0.5 ms, ..., 999.5 ms; the one at 1 s is past the end.
+        let s = OpenLoop::new(0, 1_000_000_000, 2000.0);
+        assert_eq!(s.ticks_before(u64::MAX), 2000);
+        assert_eq!(s.ticks_before(1_000_000_000), 2000);
+        assert_eq!(s.ticks_before(0), 0);
+        assert_eq!(s.ticks_before(1), 1, "tick 0 is due at the start");
+        assert_eq!(
+            s.ticks_before(500_000),
+            1,
+            "tick 1 is due at 0.5 ms, not before"
+        );
+        assert_eq!(s.ticks_before(500_001), 2);
+        // A warmup of 0.3 s and a window of 1 s after it, from a start that is not 0.
+        let s = OpenLoop::new(7, 7 + 1_300_000_000, 2000.0);
+        let in_window = s.ticks_before(7 + 1_300_000_000) - s.ticks_before(7 + 300_000_000);
+        assert_eq!(in_window, 2000);
+        // Fractional periods: 3/s for 1 s is 3 ticks (0, 333.3 ms, 666.7 ms), 7/s is 7.
+        assert_eq!(
+            OpenLoop::new(0, 1_000_000_000, 3.0).ticks_before(u64::MAX),
+            3
+        );
+        assert_eq!(
+            OpenLoop::new(0, 1_000_000_000, 7.0).ticks_before(u64::MAX),
+            7
+        );
+        // Below one tick per window: the tick at the start only.
+        assert_eq!(
+            OpenLoop::new(0, 1_000_000_000, 0.5).ticks_before(u64::MAX),
+            1
+        );
+        assert_eq!(OpenLoop::new(0, u64::MAX, 0.0).ticks_before(u64::MAX), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ticks_before_agrees_with_polling(
+            start in 0u64..1_000_000_000,
+            len in 0u64..20_000_000,
+            rate in 1.0f64..200_000.0,
+            at in 0u64..25_000_000,
+        ) {
+            let s = OpenLoop::new(start, start + len, rate);
+            let mut polled = s.clone();
+            let mut before = 0;
+            while polled.poll_due(start + at).is_some() {
+                before += 1;
+            }
+            // poll_due hands out ticks due at or before a time: those before the next ns.
+            proptest::prop_assert_eq!(s.ticks_before(start + at + 1), before);
+            let mut all = s.clone();
+            while all.poll_due(u64::MAX).is_some() {}
+            proptest::prop_assert_eq!(s.ticks_before(u64::MAX), all.ticks());
+        }
     }
 
     #[test]
