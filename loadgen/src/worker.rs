@@ -49,6 +49,11 @@ impl Clock {
     pub(crate) fn now_ns(&self) -> u64 {
         self.origin.elapsed().as_nanos() as u64
     }
+
+    /// The instant `ns` on this clock (for a thread that waits until then).
+    pub(crate) fn instant_at(&self, ns: u64) -> std::time::Instant {
+        self.origin + std::time::Duration::from_nanos(ns)
+    }
 }
 
 /// Which connections a thread owns.

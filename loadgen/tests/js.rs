@@ -4,6 +4,8 @@
 //!   a file stream with `--fsync always`): the confirmed publishes the report counts are
 //!   exactly the messages `STREAM.INFO` says the stream holds, asked over a separate raw
 //!   connection.
+//! - Open loop (`--rate`) against the engine: the schedule decides the counts exactly, every
+//!   scheduled publish is sent and confirmed, latency is measured from the schedule.
 //! - PubAck errors: publishes no stream captures are answered with a 503 status; the run
 //!   fails loudly, or records them with `--allow-errors`.
 //! - Consume mode needs consumers, which the engine does not have yet: it runs against
@@ -144,6 +146,13 @@ fn publish_and_check_exact_count(addr: SocketAddr, storage: Storage) {
     let text = std::fs::read_to_string(&files[0]).expect("read the JSON");
     let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     assert_eq!(json["schema"], "loadgen-js/1");
+    assert_eq!(json["publish"]["mode"], "closed");
+    assert!(
+        json["publish"]["rate_per_sec"].is_null(),
+        "{}",
+        json["publish"]
+    );
+    assert!(json["publish"]["delayed_by_window"].is_null());
     for path in [
         "/git/revision",
         "/machine/cpu_model",
@@ -194,6 +203,84 @@ fn engine_file_stream_confirmed_publishes_are_exactly_the_stream() {
     publish_and_check_exact_count(handle.local_addr(), Storage::File);
     handle.shutdown().expect("engine shuts down");
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `--rate 2000` for 1 s after a 0.3 s warmup: publish k is scheduled at k × 0.5 ms, so the
+/// schedule has exactly 600 ticks before the window and 2000 in it (`OpenLoop::ticks_before`;
+/// no tick is dropped, late ones go out late), whatever the machine's speed.
+#[test]
+fn engine_open_loop_sends_exactly_the_schedule_and_confirms_it() {
+    let _alone = one_run_at_a_time();
+    let handle = engine_with_jetstream();
+    let addr = handle.local_addr();
+    let out = scratch_dir("open-loop");
+    let args = JsArgs {
+        rate: Some(2000.0),
+        ..publish_args(format!("nats://{addr}"), Storage::Memory, out.clone())
+    };
+    let report = loadgen::js::run(&args).expect("the open-loop run completes");
+    let p = report.publish.as_ref().expect("publish figures");
+    assert_eq!(p.mode, "open");
+    assert_eq!(p.rate_per_sec, Some(2000.0));
+    assert_eq!(p.scheduled_in_window, Some(2000));
+    assert_eq!(p.sent_in_window, 2000, "{p:?}");
+    assert_eq!(p.sent_total, 2600, "warmup 600 + window 2000: {p:?}");
+    assert_eq!(p.unsent, 0);
+    assert_eq!(p.errors, 0, "{:?}", p.first_errors);
+    assert_eq!(p.unconfirmed, 0);
+    assert_eq!(p.duplicates, 0);
+    assert_eq!(p.confirmed_in_window, 2000);
+    assert_eq!(p.confirmed_total, 2600);
+    assert_eq!(p.last_seq, 2600);
+    assert_eq!(
+        p.confirmed_per_sec, 2000.0,
+        "2000 confirmed over the 1 s window"
+    );
+    // How many the window held back depends on the machine; that it is counted does not.
+    let delayed = p.delayed_by_window.expect("counted in open loop");
+    assert!(delayed <= 2000);
+    let lag = p.send_lag.expect("send lag in open loop");
+    assert_eq!(lag.count, 2000);
+    assert_eq!(report.latency.summary.count, 2000);
+    assert!(report.latency.summary.p50_us > 0.0);
+    let from = &report.latency.measured_from;
+    assert!(from.contains("scheduled send time"), "{from}");
+    assert!(from.contains("open loop at 2000/s"), "{from}");
+    assert!(from.contains("coordinated omission is avoided"), "{from}");
+    assert_eq!(stream_messages(addr, "LOADGEN"), 2600);
+    assert_eq!(report.stream.stored_matches_confirmed, Some(true));
+    let summary = report.summary();
+    assert!(
+        summary.contains("open loop at 2000/s, window 64"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("2000 scheduled in the window"),
+        "{summary}"
+    );
+    assert!(summary.contains("p99.9"), "{summary}");
+
+    let files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .expect("results dir written")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).expect("read the JSON");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(json["schema"], "loadgen-js/1", "fields added, none changed");
+    assert_eq!(json["label"], "js-publish-memory-w64-r2000-128B");
+    assert_eq!(json["config"]["rate"], 2000.0);
+    assert_eq!(json["publish"]["mode"], "open");
+    assert_eq!(json["publish"]["rate_per_sec"], 2000.0);
+    assert_eq!(json["publish"]["confirmed_per_sec"], 2000.0);
+    assert_eq!(json["publish"]["sent_in_window"], 2000);
+    assert_eq!(json["publish"]["unsent"], 0);
+    assert!(json["publish"]["delayed_by_window"].is_u64());
+    assert!(json["publish"]["send_lag"]["p99_us"].is_number());
+    let deleted = request(addr, "$JS.API.STREAM.DELETE.LOADGEN", b"");
+    assert_eq!(deleted["success"], true, "{deleted}");
+    let _ = std::fs::remove_dir_all(&out);
+    handle.shutdown().expect("engine shuts down");
 }
 
 #[test]

@@ -13,10 +13,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use net::proto::{self, Message, Op, Parser, ParserLimits, Side};
 use serde_json::Value;
 
@@ -30,9 +31,14 @@ pub const API_SID: &[u8] = b"1";
 /// The sid of the PubAcks' subscription.
 pub const ACK_SID: &[u8] = b"2";
 
+/// The token of the connection's [`Waker`] (the connection itself is token 0).
+const WAKE_TOKEN: Token = Token(1);
+
 /// A connection to a NATS server with JetStream.
 pub struct Client {
     poll: Poll,
+    /// Made on first use ([`Client::waker`]); mio allows one per `Poll`.
+    waker: Option<Arc<Waker>>,
     events: Events,
     stream: TcpStream,
     parser: Parser,
@@ -69,6 +75,7 @@ impl Client {
             .map_or(0, |d| d.as_nanos());
         let mut client = Client {
             poll,
+            waker: None,
             events: Events::with_capacity(64),
             stream,
             parser: Parser::new(Side::Client, ParserLimits::default()),
@@ -185,6 +192,17 @@ impl Client {
             .map_err(|e| Error::Js(format!("{subject}: {e}")))
     }
 
+    /// A waker that makes a [`Client::pump`] waiting on this connection return (another
+    /// thread's alarm: mio's own timeouts are whole milliseconds).
+    pub fn waker(&mut self) -> Result<Arc<Waker>, Error> {
+        if let Some(w) = &self.waker {
+            return Ok(Arc::clone(w));
+        }
+        let w = Arc::new(Waker::new(self.poll.registry(), WAKE_TOKEN)?);
+        self.waker = Some(Arc::clone(&w));
+        Ok(w)
+    }
+
     /// Unsent bytes queued.
     pub fn backlog(&self) -> usize {
         self.out.len() - self.out_pos
@@ -192,8 +210,8 @@ impl Client {
 
     /// Writes what is queued, waits up to `timeout` for the socket, reads what arrived and
     /// hands every `MSG`/`HMSG` to `on` with the outbound buffer (to queue replies such as
-    /// acks). Answers server `PING`s; a `-ERR` or a closed connection is an error.
-    /// Returns the messages handled.
+    /// acks). Answers server `PING`s; a `-ERR` or a closed connection is an error. A
+    /// [`Client::waker`]'s wake ends the wait early. Returns the messages handled.
     pub fn pump(
         &mut self,
         timeout: Duration,

@@ -2,12 +2,16 @@
 //!
 //! - `--mode publish`: confirmed publishes. One connection publishes `PUB <prefix>.<i>
 //!   <inbox>.k.<n> <size>` round-robin over `--subjects` subjects of one stream, each with its
-//!   own reply subject, and keeps `--window` W publishes unconfirmed at most. The confirm
-//!   latency of a message is its PubAck's arrival minus its send time. That is a **closed
-//!   loop**: a slow confirm holds the next send back, so coordinated omission is there by
-//!   construction (the issue asks for exactly this figure); the report says so. PubAcks that
-//!   are errors (`{"error":…}`, or a 503 status when no stream captured the subject) are
-//!   counted apart and fail the run unless `--allow-errors`.
+//!   own reply subject, and keeps `--window` W publishes unconfirmed at most. Without
+//!   `--rate` that is a **closed loop**: the confirm latency of a message is its PubAck's
+//!   arrival minus its actual send time, and a slow confirm holds the next send back, so
+//!   coordinated omission is there by construction (the issue asks for exactly this figure);
+//!   the report says so. With `--rate R` it is an **open loop**: publish `n` is scheduled at
+//!   `n / R` seconds after the start, sent once that time has come, and its latency is
+//!   measured from the scheduled time, as the core-NATS runs do; W stays the cap, and a
+//!   publish the cap holds back is late and counted. PubAcks that are errors (`{"error":…}`,
+//!   or a 503 status when no stream captured the subject) are counted apart and fail the
+//!   run unless `--allow-errors`.
 //! - `--mode consume`: a durable pull consumer with explicit acks drains the stream, filled
 //!   beforehand (`--fill N` confirmed publishes into the purged stream, or a `--mode publish
 //!   --keep` run). `--pulls` requests of `--batch` messages each stay outstanding
@@ -23,7 +27,7 @@
 //!
 //! - [`api`]: request subjects and bodies, answers read back.
 //! - `client`: the one connection and its request/answer.
-//! - [`publish`]: the windowed confirmed-publish loop.
+//! - [`publish`]: the confirmed-publish loop, windowed (closed) or scheduled (open).
 //! - [`consume`]: the pull-consumer drain.
 //! - [`report`]: the `loadgen-js/1` JSON and its summary.
 
@@ -110,6 +114,12 @@ pub struct JsArgs {
     #[arg(long, default_value_t = 64)]
     pub window: u64,
 
+    /// Publish mode: publish open-loop at this many messages per second (publish `n` is
+    /// scheduled at start + n / rate, its latency measured from then; `--window` stays the
+    /// cap on PubAcks outstanding) [default: closed loop, as fast as the window allows].
+    #[arg(long)]
+    pub rate: Option<f64>,
+
     /// Measured seconds (publish); longest drain (consume).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -190,6 +200,7 @@ impl Default for JsArgs {
             max_bytes: JS_DEFAULT_MAX_BYTES,
             size: 128,
             window: 64,
+            rate: None,
             duration: 10.0,
             warmup: 2.0,
             drain: 10.0,
@@ -302,6 +313,8 @@ pub struct JsConfig {
     pub size: usize,
     /// PubAcks outstanding at most.
     pub window: u64,
+    /// Publishes per second scheduled (publish mode, open loop); `None`: closed loop.
+    pub rate: Option<f64>,
     /// Measured seconds (publish), longest drain (consume).
     pub duration: f64,
     /// Warmup seconds (publish).
@@ -371,6 +384,14 @@ impl JsArgs {
         if self.fill.is_some() && self.mode != JsMode::Consume {
             return bad("--fill belongs to --mode consume");
         }
+        if let Some(rate) = self.rate {
+            if self.mode != JsMode::Publish {
+                return bad("--rate belongs to --mode publish");
+            }
+            if !(rate > 0.0 && rate.is_finite()) {
+                return bad("--rate must be a positive number of messages per second");
+            }
+        }
         let host_port = self
             .url
             .split_once("://")
@@ -392,6 +413,7 @@ impl JsArgs {
             max_bytes: self.max_bytes,
             size: self.size,
             window: self.window,
+            rate: self.rate,
             duration: self.duration,
             warmup: self.warmup,
             drain: self.drain,
@@ -414,7 +436,13 @@ impl JsArgs {
             Storage::Memory => "memory",
         };
         match self.mode {
-            JsMode::Publish => format!("js-publish-{storage}-w{}-{}B", self.window, self.size),
+            JsMode::Publish => match self.rate {
+                None => format!("js-publish-{storage}-w{}-{}B", self.window, self.size),
+                Some(rate) => format!(
+                    "js-publish-{storage}-w{}-r{rate}-{}B",
+                    self.window, self.size
+                ),
+            },
             JsMode::Consume => format!(
                 "js-consume-{storage}-b{}x{}-{}B",
                 self.batch, self.pulls, self.size
@@ -437,9 +465,18 @@ pub fn run(args: &JsArgs) -> Result<JsReport, Error> {
     let label = args.label.clone().unwrap_or_else(|| args.default_label());
     let started_utc = sysinfo::utc_started();
     say(format!(
-        "loadgen js {label}: {:?} on stream {} ({}, {:?}), {} B, window {} -> {}; one \
+        "loadgen js {label}: {:?} on stream {} ({}, {:?}), {} B, window {}{} -> {}; one \
          connection, one thread",
-        cfg.mode, cfg.stream, cfg.stream_subjects, cfg.storage, cfg.size, cfg.window, cfg.url
+        cfg.mode,
+        cfg.stream,
+        cfg.stream_subjects,
+        cfg.storage,
+        cfg.size,
+        cfg.window,
+        cfg.rate
+            .map(|r| format!(", open loop at {r}/s"))
+            .unwrap_or_default(),
+        cfg.url
     ));
     let clock = Clock::new();
     let mut client = Client::connect(cfg.addr)?;
@@ -488,6 +525,7 @@ fn measure(
             let stop = Stop::Window {
                 warmup_secs: cfg.warmup,
                 measure_secs: cfg.duration,
+                rate_per_sec: cfg.rate,
             };
             let published = publish::run(client, cfg, stop, clock, say)?;
             let after = stream_state(client, &cfg.stream)?;
@@ -560,4 +598,50 @@ fn stream_state(client: &mut Client, stream: &str) -> Result<StreamState, Error>
     let info = client.request_ok(&subject, b"")?;
     StreamState::from_info(&info)
         .ok_or_else(|| Error::Js(format!("{subject}: no state in the answer {info}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(mode: JsMode, rate: Option<f64>) -> JsArgs {
+        JsArgs {
+            url: "nats://127.0.0.1:4222".to_string(),
+            mode,
+            rate,
+            ..JsArgs::default()
+        }
+    }
+
+    #[test]
+    fn rate_is_open_loop_publish_only_and_positive() {
+        let open = args(JsMode::Publish, Some(2000.0))
+            .resolve()
+            .expect("valid");
+        assert_eq!(open.rate, Some(2000.0));
+        assert_eq!(
+            args(JsMode::Publish, None).resolve().expect("valid").rate,
+            None
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let err = args(JsMode::Publish, Some(bad))
+                .resolve()
+                .expect_err("refused");
+            assert!(err.to_string().contains("--rate"), "{err}");
+        }
+        let err = args(JsMode::Consume, Some(10.0))
+            .resolve()
+            .expect_err("refused");
+        assert!(err.to_string().contains("--mode publish"), "{err}");
+    }
+
+    #[test]
+    fn an_open_loop_run_is_named_and_reproduced_with_its_rate() {
+        let a = args(JsMode::Publish, Some(2000.0));
+        assert_eq!(a.default_label(), "js-publish-file-w64-r2000-128B");
+        assert!(report::equivalent_command(&a).ends_with(" --rate 2000"));
+        let closed = args(JsMode::Publish, None);
+        assert_eq!(closed.default_label(), "js-publish-file-w64-128B");
+        assert!(!report::equivalent_command(&closed).contains("--rate"));
+    }
 }

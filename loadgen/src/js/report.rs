@@ -120,12 +120,21 @@ impl JsReport {
                 stream.after = Some(after);
                 stream.stored_matches_confirmed =
                     Some(after.messages == published.figures.confirmed_total);
-                let latency = Latency {
-                    measured_from: format!(
+                let measured_from = match cfg.rate {
+                    None => format!(
                         "actual send time to its PubAck (closed loop, window {window}: a slow \
                          confirm delays the next publish, so coordinated omission is there by \
                          construction)"
                     ),
+                    Some(rate) => format!(
+                        "scheduled send time to its PubAck (open loop at {rate}/s, window \
+                         {window} as a cap: a publish held back by a slow confirm or a full \
+                         window is measured from when it was scheduled, so coordinated omission \
+                         is avoided)"
+                    ),
+                };
+                let latency = Latency {
+                    measured_from,
                     summary: summarise(&published.hist),
                     percentiles: percentile_table(&published.hist),
                 };
@@ -196,6 +205,13 @@ impl JsReport {
                     p.first_errors.join("; ")
                 ));
             }
+            if p.unsent > 0 {
+                why.push(format!(
+                    "{} scheduled publishes were never sent: the backlog behind --window {} \
+                     was not caught up within --drain {} s after the end",
+                    p.unsent, p.window, self.config.drain
+                ));
+            }
             if p.unconfirmed > 0 {
                 why.push(format!(
                     "{} publishes were never confirmed within --drain {} s",
@@ -245,9 +261,13 @@ impl JsReport {
             } else {
                 "filling".to_string()
             };
+            let pacing = match p.rate_per_sec {
+                None => "closed loop".to_string(),
+                Some(rate) => format!("open loop at {rate}/s"),
+            };
             let _ = writeln!(
                 s,
-                "  publish      closed loop, window {}: {:.0} confirmed/s ({} of {} sent {what}); \
+                "  publish      {pacing}, window {}: {:.0} confirmed/s ({} of {} sent {what}); \
                  errors {}, duplicates {}, unconfirmed {}",
                 p.window,
                 p.confirmed_per_sec,
@@ -257,6 +277,17 @@ impl JsReport {
                 p.duplicates,
                 p.unconfirmed
             );
+            if let (Some(scheduled), Some(delayed)) = (p.scheduled_in_window, p.delayed_by_window) {
+                let lag = p.send_lag.unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "  schedule     {scheduled} scheduled in the window, {delayed} of them held \
+                     back by the window; unsent {}; send lag p99 {}  max {}",
+                    p.unsent,
+                    fmt_us(lag.p99_us),
+                    fmt_us(lag.max_us)
+                );
+            }
         }
         if let Some(f) = &self.fill_latency {
             let _ = writeln!(
@@ -352,6 +383,9 @@ pub fn equivalent_command(a: &JsArgs) -> String {
         a.warmup,
         a.drain
     );
+    if let Some(rate) = a.rate {
+        s += &format!(" --rate {rate}");
+    }
     if a.mode == JsMode::Consume {
         if let Some(n) = a.fill {
             s += &format!(" --fill {n}");
