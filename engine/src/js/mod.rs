@@ -404,6 +404,19 @@ impl Streams {
         }
     }
 
+    /// [`Streams::apply`] for a record the caller is done with (recovery): a stored
+    /// message keeps the record's buffers.
+    pub fn apply_owned(&mut self, record: Record) {
+        match record {
+            Record::Stream { name, change } => {
+                if let Some(mut stream) = self.stream_mut(&name) {
+                    stream.apply_owned(change);
+                }
+            }
+            other => self.apply(&other),
+        }
+    }
+
     /// Takes a removed stream's bytes and reservation out of the totals.
     fn forget(&mut self, stream: &Stream) {
         let storage = stream.config().storage;

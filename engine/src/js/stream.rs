@@ -680,6 +680,27 @@ impl Stream {
         }
     }
 
+    /// [`Stream::apply`] for a change the caller is done with (recovery): an append's
+    /// buffers become the stored message's instead of being copied.
+    pub fn apply_owned(&mut self, change: Change) {
+        match change {
+            Change::Append {
+                seq,
+                subject,
+                headers,
+                payload,
+                time,
+                msg_id,
+            } => {
+                self.note_msg_id(&msg_id, seq, time);
+                let subject = self.insert(seq, &subject, headers, payload, time);
+                self.enforce_subject_limit(&subject);
+                self.enforce_count_and_bytes();
+            }
+            other => self.apply(&other),
+        }
+    }
+
     fn record(&mut self, change: Change, out: &mut Vec<Change>) {
         self.apply(&change);
         out.push(change);
@@ -2016,7 +2037,7 @@ mod tests {
                 change.encode(&mut bytes);
                 let decoded = Change::decode(&bytes).unwrap();
                 prop_assert_eq!(&decoded, change);
-                replayed.apply(&decoded);
+                replayed.apply_owned(decoded);
             }
             prop_assert_eq!(&replayed, &live);
             // A checkpoint taken midway, restored with its kept messages' contents, then

@@ -691,7 +691,7 @@ impl Replay<'_> {
             } => self.places.appended(name, *seq, self.token),
             Record::Stream { .. } => {}
         }
-        self.streams.apply(&r);
+        self.streams.apply_owned(r);
     }
 
     fn consumer_record(&mut self, r: ConsumerRecord) {
