@@ -39,6 +39,7 @@ pub mod codec;
 pub mod config;
 pub mod counters;
 pub mod envelope;
+mod gotime;
 pub mod js;
 pub mod jsc;
 pub mod limits;

@@ -537,24 +537,7 @@ impl Serialize for GoTime {
 /// `2026-12-02T05:45:52.355419023Z`, trailing fraction zeros dropped, no fraction at all
 /// for a whole second.
 pub fn format_time(unix_ns: i64) -> String {
-    let secs = unix_ns.div_euclid(1_000_000_000);
-    let nanos = unix_ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let in_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let mut out = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60
-    );
-    if nanos != 0 {
-        let fraction = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(fraction.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
+    crate::gotime::rfc3339(unix_ns)
 }
 
 /// Reads a request body as nats-server does: bad JSON, a wrong type or an unknown enum string
@@ -690,20 +673,6 @@ fn is_zero_i64(n: &i64) -> bool {
 
 fn is_zero_u64(n: &u64) -> bool {
     *n == 0
-}
-
-/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Go's zero `time.Time`, marshalled.

@@ -26,7 +26,7 @@ pub mod state;
 mod testdata;
 #[cfg(test)]
 mod tests;
-mod time;
+use crate::gotime as time;
 
 pub use consumer::{parse_ack_subject, AckRef, Consumer, Delivery, Effect, Retention, StreamCtx};
 pub use source::{MemSource, Source, StoredRef};

@@ -1,8 +1,9 @@
 //! Times and durations as Go prints and parses them: RFC 3339 with nanoseconds
 //! (`time.RFC3339Nano`, trailing zeros of the fraction dropped) and `time.Duration` strings.
 //!
-//! Written here rather than pulled in from a date crate: the consumer API needs exactly these
-//! four functions, in UTC only, and a dependency for them would be most of its code unused.
+//! Written here rather than pulled in from a date crate: the JetStream stream and consumer
+//! APIs need exactly these four functions, in UTC only, and a dependency for them would be
+//! most of its code unused.
 
 /// `2026-12-02T06:00:18.230777541Z` for a Unix time in nanoseconds, as Go's
 /// `time.Time.UTC().MarshalJSON` writes it (no fraction when it is zero).
