@@ -554,3 +554,51 @@ fn an_interest_stream_keeps_a_message_until_every_consumer_has_acked_it() {
     c.read_msg();
     assert_eq!(messages(&mut c), json!(0), "gone once both have");
 }
+
+#[test]
+fn deleting_a_consumer_of_an_interest_stream_lets_go_what_only_it_held() {
+    let server = jetstream(2);
+    let mut c = server.requester();
+    c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    let config =
+        json!({"name": "J", "subjects": ["j"], "storage": "memory", "retention": "interest"});
+    c.request_json("$JS.API.STREAM.CREATE.J", &config);
+    for name in ["A", "B"] {
+        let created = c.request_json(
+            &format!("$JS.API.CONSUMER.DURABLE.CREATE.J.{name}"),
+            &json!({"stream_name": "J", "config": {"durable_name": name, "ack_policy": "explicit"}}),
+        );
+        assert_eq!(created["name"], json!(name), "{created}");
+    }
+    for _ in 0..3 {
+        c.send(b"PUB j _INBOX.t 1\r\nx\r\n");
+        c.read_msg();
+    }
+    // A takes and acks the first two; B never pulls.
+    c.send(b"PUB $JS.API.CONSUMER.MSG.NEXT.J.A _INBOX.q 11\r\n{\"batch\":2}\r\n");
+    let acks: Vec<String> = (0..2)
+        .map(|_| c.read_msg_with_reply().1.expect("an ack subject"))
+        .collect();
+    for ack in &acks {
+        c.send(format!("PUB {ack} _INBOX.t 4\r\n+ACK\r\n").as_bytes());
+        c.read_msg();
+    }
+    let state =
+        |c: &mut Client| c.request_json("$JS.API.STREAM.INFO.J", &Value::Null)["state"].clone();
+    assert_eq!(
+        state(&mut c)["messages"],
+        json!(3),
+        "B still holds all three"
+    );
+    let deleted = c.request_json("$JS.API.CONSUMER.DELETE.J.B", &Value::Null);
+    assert_eq!(deleted["success"], json!(true), "{deleted}");
+    // What A is done with goes; what A has not seen stays for A.
+    let after = state(&mut c);
+    assert_eq!(after["messages"], json!(1), "{after}");
+    assert_eq!(after["first_seq"], json!(3), "{after}");
+    let deleted = c.request_json("$JS.API.CONSUMER.DELETE.J.A", &Value::Null);
+    assert_eq!(deleted["success"], json!(true), "{deleted}");
+    let after = state(&mut c);
+    assert_eq!(after["messages"], json!(0), "no consumer left: {after}");
+}

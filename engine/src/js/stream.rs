@@ -628,6 +628,11 @@ impl Stream {
         subject
     }
 
+    /// The sequences kept, ascending.
+    pub fn kept_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.msgs.keys().copied()
+    }
+
     /// The lowest sequence kept, if any message is.
     pub fn first_kept(&self) -> Option<u64> {
         self.msgs.first_key_value().map(|(&seq, _)| seq)

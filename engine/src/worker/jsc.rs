@@ -302,6 +302,21 @@ impl JetStream {
         })
     }
 
+    /// After a consumer of interest stream `stream` went: what no consumer left still
+    /// wants goes too (every message, once none is left), as nats-server lets go of it.
+    fn release_unwanted(&mut self, stream: &str) {
+        let Some(s) = self.streams.stream(stream) else {
+            return;
+        };
+        if s.config().retention != StreamRetention::Interest {
+            return;
+        }
+        let kept: Vec<u64> = s.kept_seqs().collect();
+        for seq in kept {
+            self.remove_message(stream, seq);
+        }
+    }
+
     /// Stream `stream` was deleted: its consumers go, their waiting pulls told so.
     pub(super) fn drop_consumers(&mut self, stream: &str) {
         self.consumers.unbound.retain(|(s, _)| s != stream);
@@ -410,6 +425,7 @@ impl JetStream {
         if let Some(mut s) = self.streams.stream_mut(stream) {
             s.set_consumer_count(count);
         }
+        self.release_unwanted(stream);
         self.note_binding(stream, name);
         capi::response(ResponseType::Delete, Ok(&capi::Deleted { success: true }))
     }
