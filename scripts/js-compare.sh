@@ -10,6 +10,10 @@
 #   --reps N [3]  --duration S [10]  --warmup S [2]  --windows LIST [1,64,1024]
 #   --size BYTES [128]  --fill N [200000] (messages drained by each consume run)
 #   --fsync-interval MS [10] (the engine's --fsync interval=<ms> mode)
+#   --rate R [none] open loop: publish runs send R msgs/s on a fixed schedule (W is then a
+#     cap on PubAcks outstanding) and their confirm latency is measured from each publish's
+#     scheduled send time; without it the window is closed loop
+#   --no-consume  skip the consume runs
 #   --out DIR [results/<date>-js-compare, or -2, -3, … if taken]
 #
 # Storage: file streams where the engine has them (`--data-dir` in `engine serve --help`),
@@ -32,6 +36,7 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 reps=3 duration=10 warmup=2 windows=1,64,1024 size=128 fill=200000 fsync_interval=10 out=""
+rate="" consume=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) reps=$2; shift 2 ;;
@@ -41,8 +46,10 @@ while [ $# -gt 0 ]; do
         --size) size=$2; shift 2 ;;
         --fill) fill=$2; shift 2 ;;
         --fsync-interval) fsync_interval=$2; shift 2 ;;
+        --rate) rate=$2; shift 2 ;;
+        --no-consume) consume=0; shift ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "js-compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -150,9 +157,10 @@ for rep in $(seq 1 "$reps"); do
             # shellcheck disable=SC2086 # the engine flags are words on purpose
             run_one "$server" "$mode" "$st" "$out/$server-$mode-w$w-r$rep" \
                 --mode publish --window "$w" --duration "$duration" --warmup "$warmup" \
-                --label "$server-$mode-w$w-r$rep" -- $flags
+                ${rate:+--rate "$rate"} --label "$server-$mode-w$w-r$rep" -- $flags
         done
     done
+    [ "$consume" = 1 ] || continue
     for m in "${modes[@]}"; do
         read -r server mode st flags <<<"$m"
         echo "== rep $rep/$reps: consume ($fill messages) against $server ($mode)" >&2
@@ -163,10 +171,10 @@ for rep in $(seq 1 "$reps"); do
     done
 done
 
-python3 - "$out" "$storage_note" "$reps" <<'PY' | tee "$out/medians.md"
+python3 - "$out" "$storage_note" "$reps" "$rate" <<'PY' | tee "$out/medians.md"
 import glob, json, os, statistics, sys
 
-out, note, reps = sys.argv[1], sys.argv[2], sys.argv[3]
+out, note, reps, rate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 runs = {}
 for path in glob.glob(os.path.join(out, "*", "*.json")):
     with open(path) as f:
@@ -199,8 +207,11 @@ print(f"Machine: {machine.get('cores')} cores, {machine.get('cpu_model')}, kerne
       f"{machine.get('kernel')}; revision {first.get('git', {}).get('revision')}. "
       f"{note}. Medians of {reps} repetitions (runs that completed). "
       f"{first.get('config', {}).get('size')} B messages, one publishing connection. "
-      "Confirm latency is closed loop: from each publish's actual send to its PubAck, with W "
-      "publishes outstanding (coordinated omission by construction).\n")
+      + (f"Open loop at {rate} msgs/s: confirm latency from each publish's scheduled send time "
+         "to its PubAck (coordinated omission avoided), W a cap on PubAcks outstanding.\n"
+         if rate else
+         "Confirm latency is closed loop: from each publish's actual send to its PubAck, with W "
+         "publishes outstanding (coordinated omission by construction).\n"))
 modes = sorted({(s, m) for (s, m, _) in runs} | {tuple(f.split("-", 2)[:2]) for f in folders})
 nats = [m for m in modes if m[0] == "nats"]
 windows = sorted({int(w[1:]) for (_, _, w) in runs if w.startswith("w")} |
@@ -218,11 +229,13 @@ for w in windows:
         p99 = med(rs, lambda r: r["latency"]["summary"]["p99_us"])
         r = ratio(c, base) if s == "engine" else ""
         print(f"| {w} | {s} | {m} | {len(rs)}/{tried} | {num(c)} | {lat(p50)} | {lat(p99)} | {r} |")
-print("\n| server | mode | runs ok | drained/s | batch p50 | batch p99 | acks settled (s) | ratio engine/nats drained/s |")
-print("|---|---|---|---|---|---|---|---|")
+consumed = any("-consume-r" in f for f in folders)
+if consumed:
+    print("\n| server | mode | runs ok | drained/s | batch p50 | batch p99 | acks settled (s) | ratio engine/nats drained/s |")
+    print("|---|---|---|---|---|---|---|---|")
 base = med(runs.get((nats[0][0], nats[0][1], "consume"), []),
            lambda r: r["consume"]["drained_per_sec"]) if nats else None
-for s, m in modes:
+for s, m in modes if consumed else []:
     rs = runs.get((s, m, "consume"), [])
     tried = sum(1 for f in folders if f.startswith(f"{s}-{m}-consume-r"))
     d = med(rs, lambda r: r["consume"]["drained_per_sec"])
