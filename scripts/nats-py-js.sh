@@ -8,7 +8,8 @@
 #   scripts/nats-py-js.sh -x -vv -k test_fetch_n     # extra pytest args narrow the run
 #
 # Classes run: PublishTest, PullSubscribeTest, AckPolicyTest, DiscardPolicyTest, JSMTest,
-# SubscribeTest (pytest node ids, so no other class matches by substring).
+# SubscribeTest (pytest node ids, so no other class matches by substring); CLASSES="KVTest …"
+# runs others instead.
 #
 # What it needs / sets up when missing:
 #   - a nats.py checkout at $NATS_PY (default /tmp/nats.py): `git clone
@@ -181,7 +182,7 @@ stop_servers() {
 trap stop_servers EXIT
 
 # --- the tests ------------------------------------------------------------------------------
-classes="PublishTest PullSubscribeTest AckPolicyTest DiscardPolicyTest JSMTest SubscribeTest"
+classes=${CLASSES:-"PublishTest PullSubscribeTest AckPolicyTest DiscardPolicyTest JSMTest SubscribeTest"}
 ids=()
 for c in $classes; do ids+=("tests/test_js.py::$c"); done
 cd "$NATS_PY/nats"

@@ -13,14 +13,14 @@
 //!   server's or a full window's, shows as latency of every publish it held back
 //!   (coordinated omission avoided, as in the core-NATS runs). The window stays the cap: a
 //!   due publish waits for a PubAck when W are outstanding, and is counted as held back by
-//!   it ([`Paced`]). Every publish scheduled before the end is sent, even after the end;
+//!   it (`Paced`). Every publish scheduled before the end is sent, even after the end;
 //!   what is still unsent `--drain` seconds after it is given up and counted as unsent.
 //!
 //! Waiting for a due publish: mio's poll timeouts are whole milliseconds, rounded up, and
 //! sleeping the sub-millisecond rest (what the core-NATS worker does) would leave every
 //! PubAck that arrives meanwhile unread until the sleep ends — at 2000/s, with confirms
 //! and periods both around half a millisecond, that added most of a period to nearly every
-//! latency measured. Spinning instead would take a core from the server. So an [`Alarm`]
+//! latency measured. Spinning instead would take a core from the server. So an `Alarm`
 //! thread sleeps until the due time and wakes the poll; the connection's thread waits in
 //! poll throughout and reads each PubAck as it arrives.
 
