@@ -201,7 +201,7 @@ pub enum Storage {
 /// Zero means "not set" for the numeric limits; [`crate::js::stream::validate`] turns them
 /// into nats-server's defaults (-1 for unlimited, a 2 minute `duplicate_window`, …).
 /// `placement` is accepted and echoed (a single server has nowhere else to place a stream);
-/// `mirror`, `sources`, `republish` and `template_owner` are refused by validation.
+/// `mirror`, `sources` and `template_owner` are refused by validation.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StreamConfig {
     /// The stream's name.
@@ -289,9 +289,9 @@ pub struct StreamConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub sources: Vec<serde_json::Value>,
-    /// Republishing stored messages: refused.
+    /// Republishing stored messages (`js::republish`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub republish: Option<serde_json::Value>,
+    pub republish: Option<super::republish::RePublish>,
     /// Direct get (`$JS.API.DIRECT.GET`) allowed.
     #[serde(default, deserialize_with = "nullable")]
     pub allow_direct: bool,

@@ -63,6 +63,7 @@
 pub mod api;
 pub mod headers;
 pub mod record;
+pub mod republish;
 mod source;
 pub mod stream;
 
@@ -210,6 +211,8 @@ pub struct Streams {
     reserved: PerStorage<i64>,
     /// A publish's changes, empty between calls: kept so that a publish allocates no list.
     scratch: Vec<Change>,
+    /// The copy the last publish's stream republishes, for the owner to take.
+    republished: Option<republish::Republished>,
 }
 
 impl Streams {
@@ -292,15 +295,29 @@ impl Streams {
             return None;
         };
         let budget = stream.budget(&limits);
+        let previous = stream.last_on_subject(subject);
         let result = stream.publish_within(subject, headers, payload, now, budget, &mut changes);
         let no_ack = stream.config().no_ack;
+        let republished = match (&result, &stream.config().republish) {
+            (Ok(p), Some(rp)) if !p.duplicate => stream
+                .msg(p.seq)
+                .and_then(|msg| republish::message(rp, name, msg, previous)),
+            _ => None,
+        };
         drop(stream);
+        self.republished = republished;
         push_changes(out, name, &mut changes);
         self.scratch = changes;
         if no_ack {
             return None;
         }
         Some(pub_ack(name, result))
+    }
+
+    /// The copy of the message the last [`Streams::publish`] stored, if its stream
+    /// republishes it (published before the PubAck, as nats-server does).
+    pub fn take_republished(&mut self) -> Option<republish::Republished> {
+        self.republished.take()
     }
 
     /// Expires old messages in every stream; returns the earliest next deadline.

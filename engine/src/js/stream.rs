@@ -283,11 +283,7 @@ impl Stream {
                 }
             }
             if let Some(want) = get(EXPECTED_LAST_SUBJECT_SEQ).filter(|v| !v.is_empty()) {
-                let last = self
-                    .subjects
-                    .get(subject)
-                    .and_then(|seqs| seqs.last().copied())
-                    .unwrap_or(0);
+                let last = self.last_on_subject(subject);
                 if parse_int64(want) != last {
                     return Err(ApiError::wrong_last_sequence(last));
                 }
@@ -631,6 +627,14 @@ impl Stream {
     /// The sequences kept, ascending.
     pub fn kept_seqs(&self) -> impl Iterator<Item = u64> + '_ {
         self.msgs.keys().copied()
+    }
+
+    /// The last sequence kept on `subject` (0: none).
+    pub fn last_on_subject(&self, subject: &str) -> u64 {
+        self.subjects
+            .get(subject)
+            .and_then(|seqs| seqs.last().copied())
+            .unwrap_or(0)
     }
 
     /// The lowest sequence kept, if any message is.
@@ -1096,8 +1100,8 @@ impl Change {
 /// it with defaults applied.
 ///
 /// # Errors
-/// nats-server's error for the first fault found, in its order; mirrors, sources,
-/// republish and templates are refused as not supported.
+/// nats-server's error for the first fault found, in its order; mirrors, sources and
+/// templates are refused as not supported.
 pub fn validate(config: &StreamConfig) -> Result<StreamConfig, ApiError> {
     if !is_valid_name(&config.name) {
         return Err(ApiError::invalid_config(
@@ -1193,10 +1197,8 @@ pub fn validate(config: &StreamConfig) -> Result<StreamConfig, ApiError> {
     if !cfg.sources.is_empty() {
         return Err(ApiError::invalid_config("stream sources are not supported"));
     }
-    if cfg.republish.is_some() {
-        return Err(ApiError::invalid_config(
-            "stream republish is not supported",
-        ));
+    if let Some(rp) = cfg.republish.take() {
+        cfg.republish = Some(super::republish::validate(rp, &cfg.subjects)?);
     }
     if !cfg.template_owner.is_empty() {
         return Err(ApiError::invalid_config(

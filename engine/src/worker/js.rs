@@ -407,6 +407,20 @@ impl Worker {
             _ => 0,
         };
         let wait = wait.max(std::mem::take(&mut js.consumer_wait));
+        if let Some(copy) = js.streams.take_republished() {
+            // Before the PubAck, once what it copies is durable, as a delivery would be.
+            js.answers.push_back(Answer {
+                out: Outgoing {
+                    to: copy.subject.into_bytes(),
+                    subject: None,
+                    reply: None,
+                    headers: Some(copy.headers),
+                    body: copy.payload,
+                },
+                wait,
+                failed: None,
+            });
+        }
         if let Some(body) = answer {
             let failed = (wait != 0).then(|| js.failure(sub.0.conn.gen, &sub.0.sid, view.subject));
             js.queue(view.reply, body, wait, failed);
