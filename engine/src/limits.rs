@@ -316,6 +316,10 @@ pub const MAX_RECORD_BYTES: usize = MAX_MAX_PAYLOAD_BYTES + 64 * 1024;
 /// matter beside the segment itself.
 pub const SCAN_WINDOW_BYTES: usize = 1024 * 1024;
 
+/// Record bytes recovery's scan thread hands over at a time; it runs at most four such
+/// chunks ahead of the replay (`store::log`).
+pub const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// Batches waiting for one log's committer thread (`store::commit`). A worker submits at
 /// most one batch per log per loop iteration, so 1024 is a thousand iterations ahead of
 /// the disk: far beyond what one fsync (about 0.5 ms here) lets pile up, and small enough

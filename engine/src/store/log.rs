@@ -181,10 +181,48 @@ impl<D: Dir> Log<D> {
     /// `each` is called with every valid record, in order; a torn tail is truncated away, a
     /// corrupt record and everything after it dropped (see [`Recovery`]). Files whose names
     /// are not segment names are left alone.
+    ///
+    /// The scan (reading, checking CRCs, cutting a bad tail) runs on a thread of its own,
+    /// [`limits::SCAN_CHUNK_BYTES`] of records ahead at most, while `each` runs on the
+    /// caller's: on a restart the two overlap instead of adding up.
     pub fn open(
         dir: D,
         options: Options,
         mut each: impl FnMut(Location, &[u8]),
+    ) -> Result<(Log<D>, Recovery), LogError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(SCAN_CHUNKS_AHEAD);
+        std::thread::scope(|scope| {
+            let scan_dir = dir.clone();
+            let scanner = scope.spawn(move || {
+                let mut chunk = Chunk::default();
+                let result = Log::scan_all(scan_dir, options, &mut |location, payload| {
+                    chunk.push(location, payload);
+                    if chunk.data.len() >= limits::SCAN_CHUNK_BYTES {
+                        // The receiver only goes away once this thread is done.
+                        let _ = tx.send(std::mem::take(&mut chunk));
+                    }
+                });
+                if !chunk.records.is_empty() {
+                    let _ = tx.send(chunk);
+                }
+                result
+            });
+            for chunk in rx {
+                for &(location, start, end) in &chunk.records {
+                    each(location, &chunk.data[start..end]);
+                }
+            }
+            scanner
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// [`Log::open`]'s scan, on its own thread: hands every valid record to `each`.
+    fn scan_all(
+        dir: D,
+        options: Options,
+        each: &mut dyn FnMut(Location, &[u8]),
     ) -> Result<(Log<D>, Recovery), LogError> {
         let names = dir.list().map_err(io_error("list", 0))?;
         let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_name(n)).collect();
@@ -551,6 +589,25 @@ fn remove_all<D: Dir>(dir: &D, ids: &[u64]) -> Result<u64, LogError> {
     }
     Ok(bytes)
 }
+
+/// Records the scan has checked, on their way to the caller of [`Log::open`].
+#[derive(Default)]
+struct Chunk {
+    data: Vec<u8>,
+    /// Each record's location and its payload's range in `data`.
+    records: Vec<(Location, usize, usize)>,
+}
+
+impl Chunk {
+    fn push(&mut self, location: Location, payload: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(payload);
+        self.records.push((location, start, self.data.len()));
+    }
+}
+
+/// Chunks the scan may have ready before the caller takes them.
+const SCAN_CHUNKS_AHEAD: usize = 4;
 
 /// How a segment's scan ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
