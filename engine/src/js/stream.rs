@@ -539,10 +539,14 @@ impl Stream {
                 time,
                 msg_id,
             } => {
-                self.note_msg_id(msg_id, *seq, *time);
-                let subject = self.insert(*seq, subject, headers.clone(), payload.clone(), *time);
-                self.enforce_subject_limit(&subject);
-                self.enforce_count_and_bytes();
+                self.append(
+                    *seq,
+                    subject,
+                    headers.clone(),
+                    payload.clone(),
+                    *time,
+                    msg_id,
+                );
             }
             Change::Skip { seq, time, msg_id } => {
                 self.note_msg_id(msg_id, *seq, *time);
@@ -701,13 +705,26 @@ impl Stream {
                 time,
                 msg_id,
             } => {
-                self.note_msg_id(&msg_id, seq, time);
-                let subject = self.insert(seq, &subject, headers, payload, time);
-                self.enforce_subject_limit(&subject);
-                self.enforce_count_and_bytes();
+                self.append(seq, &subject, headers, payload, time, &msg_id);
             }
             other => self.apply(&other),
         }
+    }
+
+    /// An append as applied: its msg id noted, the message kept, limits enforced.
+    fn append(
+        &mut self,
+        seq: u64,
+        subject: &str,
+        headers: Vec<u8>,
+        payload: Vec<u8>,
+        time: i64,
+        msg_id: &str,
+    ) {
+        self.note_msg_id(msg_id, seq, time);
+        let subject = self.insert(seq, subject, headers, payload, time);
+        self.enforce_subject_limit(&subject);
+        self.enforce_count_and_bytes();
     }
 
     fn record(&mut self, change: Change, out: &mut Vec<Change>) {
