@@ -296,8 +296,15 @@ struct AfterCrashes {
 
 /// `cycles` rounds of: start the real binary on `dir`, publish a window of confirmed
 /// messages to stream CRASH (`stream` is its config), `kill -9` after a random number of
-/// acks; then a last start. Each payload is `payload-<n>-` padded to `pad` bytes.
-fn kill_9_cycles(dir: &DataDir, cycles: usize, stream: Value, pad: usize) -> AfterCrashes {
+/// acks, at least `min_acks`; then a last start. Each payload is `payload-<n>-` padded to
+/// `pad` bytes.
+fn kill_9_cycles(
+    dir: &DataDir,
+    cycles: usize,
+    stream: Value,
+    pad: usize,
+    min_acks: usize,
+) -> AfterCrashes {
     const WINDOW: usize = 400;
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -331,7 +338,7 @@ fn kill_9_cycles(dir: &DataDir, cycles: usize, stream: Value, pad: usize) -> Aft
             ));
         }
         c.send(&load);
-        let kill_after = rng.below(WINDOW as u64) as usize;
+        let kill_after = min_acks + rng.below((WINDOW - min_acks) as u64) as usize;
         for _ in 0..kill_after {
             let (to, ack) = c.read_msg();
             let n: usize = to.rsplit('.').next().unwrap().parse().unwrap();
@@ -380,7 +387,7 @@ fn assert_stored(c: &mut Client, n: usize, seq: u64, pad: usize) {
 fn no_confirmed_message_is_lost_over_twenty_kill_9_cycles() {
     let dir = DataDir::new("js-crash");
     let stream = json!({"name": "CRASH", "subjects": ["crash.*"]});
-    let mut after = kill_9_cycles(&dir, 20, stream, 0);
+    let mut after = kill_9_cycles(&dir, 20, stream, 0, 0);
     let stored = after.info["state"]["messages"].as_u64().unwrap();
     for &(n, seq) in &after.confirmed {
         assert_stored(&mut after.client, n, seq, 0);
@@ -422,13 +429,14 @@ fn log_files(dir: &Path) -> (u64, bool) {
 
 #[test]
 fn checkpoints_reclaim_the_log_and_kill_9_between_them_loses_nothing_kept() {
-    // 20 cycles of 400 messages of 16 KiB: 128 MB through a stream that keeps 1,000, so
-    // checkpoints are taken and old segments removed while the kills come.
+    // 20 cycles of 400 messages of 16 KiB, each killed after at least 150 acks: 48 to
+    // 128 MB through a stream that keeps 1,000 (16 MB), so a checkpoint (every 32 MiB
+    // logged) is always taken, and old segments removed, while the kills come.
     const PAD: usize = 16 * 1024;
     const KEEP: u64 = 1000;
     let dir = DataDir::new("js-crash-reclaim");
     let stream = json!({"name": "CRASH", "subjects": ["crash.*"], "max_msgs": KEEP});
-    let mut after = kill_9_cycles(&dir, 20, stream, PAD);
+    let mut after = kill_9_cycles(&dir, 20, stream, PAD, 150);
     let state = &after.info["state"];
     let last = state["last_seq"].as_u64().unwrap();
     assert_eq!(state["messages"], json!(KEEP.min(last)), "{}", after.info);
