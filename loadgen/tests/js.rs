@@ -14,7 +14,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -138,13 +138,7 @@ fn publish_and_check_exact_count(addr: SocketAddr, storage: Storage) {
     assert!(report.latency.measured_from.contains("closed loop"));
 
     // One self-describing JSON.
-    let files: Vec<PathBuf> = std::fs::read_dir(&out)
-        .expect("results dir written")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let text = std::fs::read_to_string(&files[0]).expect("read the JSON");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let json = the_one_json(&out);
     assert_eq!(json["schema"], "loadgen-js/1");
     assert_eq!(json["publish"]["mode"], "closed");
     assert!(
@@ -260,13 +254,7 @@ fn engine_open_loop_sends_exactly_the_schedule_and_confirms_it() {
     );
     assert!(summary.contains("p99.9"), "{summary}");
 
-    let files: Vec<PathBuf> = std::fs::read_dir(&out)
-        .expect("results dir written")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let text = std::fs::read_to_string(&files[0]).expect("read the JSON");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let json = the_one_json(&out);
     assert_eq!(json["schema"], "loadgen-js/1", "fields added, none changed");
     assert_eq!(json["label"], "js-publish-memory-w64-r2000-128B");
     assert_eq!(json["config"]["rate"], 2000.0);
@@ -441,4 +429,15 @@ fn nats_server_publish_is_exact_and_the_pull_consumer_drains_everything() {
         info.pointer("/error/err_code"),
         Some(&serde_json::json!(10059))
     );
+}
+
+/// The one JSON result a run wrote into `out`.
+fn the_one_json(out: &Path) -> serde_json::Value {
+    let files: Vec<PathBuf> = std::fs::read_dir(out)
+        .expect("results dir written")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).expect("read the JSON");
+    serde_json::from_str(&text).expect("valid JSON")
 }
