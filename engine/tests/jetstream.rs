@@ -520,19 +520,7 @@ fn the_server_wide_limits_come_from_the_flags_and_bound_what_streams_may_reserve
 #[test]
 fn an_interest_stream_keeps_a_message_until_every_consumer_has_acked_it() {
     let server = jetstream(2);
-    let mut c = server.requester();
-    c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
-    c.expect(b"PONG\r\n");
-    let config =
-        json!({"name": "I", "subjects": ["i"], "storage": "memory", "retention": "interest"});
-    c.request_json("$JS.API.STREAM.CREATE.I", &config);
-    for name in ["A", "B"] {
-        let created = c.request_json(
-            &format!("$JS.API.CONSUMER.DURABLE.CREATE.I.{name}"),
-            &json!({"stream_name": "I", "config": {"durable_name": name, "ack_policy": "explicit"}}),
-        );
-        assert_eq!(created["name"], json!(name), "{created}");
-    }
+    let mut c = interest_stream_with_a_and_b(&server, "I", "i");
     c.send(b"PUB i _INBOX.t 1\r\nx\r\n");
     c.read_msg();
     let mut acks = Vec::new();
@@ -558,19 +546,7 @@ fn an_interest_stream_keeps_a_message_until_every_consumer_has_acked_it() {
 #[test]
 fn deleting_a_consumer_of_an_interest_stream_lets_go_what_only_it_held() {
     let server = jetstream(2);
-    let mut c = server.requester();
-    c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
-    c.expect(b"PONG\r\n");
-    let config =
-        json!({"name": "J", "subjects": ["j"], "storage": "memory", "retention": "interest"});
-    c.request_json("$JS.API.STREAM.CREATE.J", &config);
-    for name in ["A", "B"] {
-        let created = c.request_json(
-            &format!("$JS.API.CONSUMER.DURABLE.CREATE.J.{name}"),
-            &json!({"stream_name": "J", "config": {"durable_name": name, "ack_policy": "explicit"}}),
-        );
-        assert_eq!(created["name"], json!(name), "{created}");
-    }
+    let mut c = interest_stream_with_a_and_b(&server, "J", "j");
     for _ in 0..3 {
         c.send(b"PUB j _INBOX.t 1\r\nx\r\n");
         c.read_msg();
@@ -710,4 +686,23 @@ fn expect_frame(c: &mut Client, line: &str, rest: &[u8]) {
         "{got:?}"
     );
     assert_eq!(common::show(&c.read_len(rest.len())), common::show(rest));
+}
+
+/// A requester (also subscribed to `_INBOX.q`) after it made memory stream `name` on
+/// `subject` with interest retention and durable consumers A and B, explicit acks.
+fn interest_stream_with_a_and_b(server: &TestServer, name: &str, subject: &str) -> Client {
+    let mut c = server.requester();
+    c.send(b"SUB _INBOX.q 2\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    let config =
+        json!({"name": name, "subjects": [subject], "storage": "memory", "retention": "interest"});
+    c.request_json(&format!("$JS.API.STREAM.CREATE.{name}"), &config);
+    for consumer in ["A", "B"] {
+        let created = c.request_json(
+            &format!("$JS.API.CONSUMER.DURABLE.CREATE.{name}.{consumer}"),
+            &json!({"stream_name": name, "config": {"durable_name": consumer, "ack_policy": "explicit"}}),
+        );
+        assert_eq!(created["name"], json!(consumer), "{created}");
+    }
+    c
 }
