@@ -295,13 +295,18 @@ impl Streams {
             return None;
         };
         let budget = stream.budget(&limits);
-        let previous = stream.last_on_subject(subject);
+        // Only a republishing stream needs the subject's previous sequence.
+        let previous = stream
+            .config()
+            .republish
+            .is_some()
+            .then(|| stream.last_on_subject(subject));
         let result = stream.publish_within(subject, headers, payload, now, budget, &mut changes);
         let no_ack = stream.config().no_ack;
         let republished = match (&result, &stream.config().republish) {
             (Ok(p), Some(rp)) if !p.duplicate => stream
                 .msg(p.seq)
-                .and_then(|msg| republish::message(rp, name, msg, previous)),
+                .and_then(|msg| republish::message(rp, name, msg, previous.unwrap_or(0))),
             _ => None,
         };
         drop(stream);
