@@ -969,9 +969,18 @@ impl Base {
         s.last_ts = r.time()?;
         s.last_msg_id = r.string()?;
         s.previous_msg_id = r.string()?;
-        let mut runs = Vec::new();
+        // Runs ascend, apart, inside first..=last: anything else (a run no stream could
+        // have) is refused, so a bad checkpoint cannot make recovery walk billions of
+        // sequences.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
         for _ in 0..r.count()? {
-            runs.push((r.varint()?, r.varint()?));
+            let (start, len) = (r.varint()?, r.varint()?);
+            let lowest = runs.last().map_or(s.first_seq, |&(a, n)| a + n + 1);
+            let end = start.checked_add(len).ok_or(DecodeError::Field)?;
+            if len == 0 || start < lowest || end > s.last_seq.saturating_add(1) {
+                return Err(DecodeError::Field);
+            }
+            runs.push((start, len));
         }
         for _ in 0..r.count()? {
             let id = r.string()?;
@@ -2085,6 +2094,23 @@ mod tests {
                 }
                 prop_assert_eq!(restored, live);
             }
+        }
+
+        #[test]
+        fn a_checkpoint_with_runs_outside_its_sequences_is_refused(extra in 1u64..u64::MAX) {
+            let mut s = stream(r#"{"name":"R","subjects":["r"]}"#);
+            publish(&mut s, "r", "", "x", T0).unwrap();
+            let mut base = Vec::new();
+            s.encode_base(&mut base);
+            prop_assert!(Base::decode(&base).is_ok());
+            // The same checkpoint, its one run (1, 1) made longer than the stream.
+            let at = base.len() - 5;
+            prop_assert_eq!(&base[at..], &[1, 1, 1, 0, 0][..], "one run (1, 1), no dedupe entries");
+            let mut longer = base[..at].to_vec();
+            longer.extend_from_slice(&[1, 1]);
+            put_varint(&mut longer, 1 + extra);
+            longer.extend_from_slice(&[0, 0]);
+            prop_assert_eq!(Base::decode(&longer), Err(DecodeError::Field));
         }
 
         #[test]
