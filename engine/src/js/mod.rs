@@ -389,16 +389,7 @@ impl Streams {
     pub fn apply(&mut self, record: &Record) {
         match record {
             Record::Create { config, created } => {
-                if config.max_bytes > 0 {
-                    *self.reserved.of_mut(config.storage) += config.max_bytes;
-                }
-                let old = self.streams.insert(
-                    config.name.clone(),
-                    Stream::new((**config).clone(), *created),
-                );
-                if let Some(old) = old {
-                    self.forget(&old);
-                }
+                self.restore(Stream::new((**config).clone(), *created));
             }
             Record::Delete { name } => {
                 if let Some(old) = self.streams.remove(name) {
@@ -413,8 +404,8 @@ impl Streams {
         }
     }
 
-    /// Puts back a stream rebuilt from a checkpoint (replacing one of its name), counting
-    /// its bytes and reservation as a create and its appends would have.
+    /// Puts in a stream, new or rebuilt from a checkpoint (replacing one of its name),
+    /// counting its bytes and reservation.
     pub fn restore(&mut self, stream: Stream) {
         let storage = stream.config().storage;
         if stream.config().max_bytes > 0 {
