@@ -257,6 +257,12 @@ impl JetStream {
     /// record of what it carries is durable (and not at all if that write fails).
     pub(super) fn send(&mut self, out: Outgoing) {
         let wait = self.log.as_ref().map_or(0, JsLog::latest_token);
+        self.send_after(out, wait);
+    }
+
+    /// Queues a message that goes once log batch `wait` is durable (0: at once, behind
+    /// the answers before it), and not at all if that batch fails.
+    fn send_after(&mut self, out: Outgoing, wait: u64) {
         self.answers.push_back(Answer {
             out,
             wait,
@@ -409,17 +415,14 @@ impl Worker {
         let wait = wait.max(std::mem::take(&mut js.consumer_wait));
         if let Some(copy) = js.streams.take_republished() {
             // Before the PubAck, once what it copies is durable, as a delivery would be.
-            js.answers.push_back(Answer {
-                out: Outgoing {
-                    to: copy.subject.into_bytes(),
-                    subject: None,
-                    reply: None,
-                    headers: Some(copy.headers),
-                    body: copy.payload,
-                },
-                wait,
-                failed: None,
-            });
+            let out = Outgoing {
+                to: copy.subject.into_bytes(),
+                subject: None,
+                reply: None,
+                headers: Some(copy.headers),
+                body: copy.payload,
+            };
+            js.send_after(out, wait);
         }
         if let Some(body) = answer {
             let failed = (wait != 0).then(|| js.failure(sub.0.conn.gen, &sub.0.sid, view.subject));
